@@ -1,0 +1,135 @@
+//! API knowledge (`rules/catalog.toml`), loaded once and shared by every rule.
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+const CATALOG_TOML: &str = include_str!("../rules/catalog.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub nondeterministic: Nondeterministic,
+    pub idempotency_sinks: IdempotencySinks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nondeterministic {
+    pub calls: Vec<CallPattern>,
+    pub constructors: Vec<String>,
+    pub coarse_methods: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySinks {
+    pub words: Vec<String>,
+    pub key_suffixes: Vec<String>,
+    pub queue_options: Vec<String>,
+    pub queue_methods: Vec<String>,
+    pub header_setters: Vec<String>,
+}
+
+/// A dotted callee pattern: `*` matches one segment, a leading `**` any prefix.
+#[derive(Debug, Clone)]
+pub struct CallPattern {
+    any_prefix: bool,
+    segments: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for CallPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(CallPattern::new(&text))
+    }
+}
+
+impl CallPattern {
+    pub fn new(text: &str) -> Self {
+        let mut segments: Vec<String> = text.split('.').map(str::to_string).collect();
+        let any_prefix = segments.first().is_some_and(|s| s == "**");
+        if any_prefix {
+            segments.remove(0);
+        }
+        CallPattern {
+            any_prefix,
+            segments,
+        }
+    }
+
+    /// Matches a callee path as given by `Function::path` (calls in the chain
+    /// appear as `()` segments and never match a name).
+    pub fn matches(&self, path: &[&str]) -> bool {
+        let n = self.segments.len();
+        if path.len() < n || (!self.any_prefix && path.len() != n) {
+            return false;
+        }
+        let tail = &path[path.len() - n..];
+        self.segments
+            .iter()
+            .zip(tail)
+            .all(|(p, s)| *s != "()" && (p == "*" || p == s))
+    }
+}
+
+pub fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        toml::from_str(CATALOG_TOML).expect("rules/catalog.toml is valid (checked by tests)")
+    })
+}
+
+/// Lower-cases and drops separators: `Idempotency-Key` -> `idempotencykey`.
+pub fn normalize_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl IdempotencySinks {
+    /// Whether a name denotes an idempotency/dedup key itself, not a fact
+    /// about it (`idempotencyKeyExpiresAt`, `dedupWindowStart` do not).
+    pub fn is_key_name(&self, name: &str) -> bool {
+        let n = normalize_name(name);
+        self.words.iter().any(|w| n.contains(w.as_str()))
+            && (self.words.iter().any(|w| n == *w)
+                || self.key_suffixes.iter().any(|s| n.ends_with(s.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_parses() {
+        assert!(!catalog().nondeterministic.calls.is_empty());
+    }
+
+    #[test]
+    fn patterns_match_paths() {
+        let exact = CallPattern::new("Date.now");
+        assert!(exact.matches(&["Date", "now"]));
+        assert!(!exact.matches(&["x", "Date", "now"]));
+        let suffix = CallPattern::new("**.randomUUID");
+        assert!(suffix.matches(&["randomUUID"]));
+        assert!(suffix.matches(&["this", "crypto", "randomUUID"]));
+        let wild = CallPattern::new("random.*");
+        assert!(wild.matches(&["random", "choice"]));
+        assert!(!wild.matches(&["random"]));
+        assert!(!CallPattern::new("uuid").matches(&["uuid", "()"]));
+    }
+
+    #[test]
+    fn key_names() {
+        let s = &catalog().idempotency_sinks;
+        for yes in ["idempotencyKey", "idempotency_key", "Idempotency-Key", "dedupKey", "dedupeId", "MessageDeduplicationId", "dedup"] {
+            assert!(s.is_key_name(yes), "{yes}");
+        }
+        for no in ["idempotencyKeyExpiresAt", "dedupWindowStart", "isIdempotent", "requestId", "key"] {
+            assert!(!s.is_key_name(no), "{no}");
+        }
+    }
+}

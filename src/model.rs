@@ -1,0 +1,474 @@
+//! The language-neutral function model that every rule reads.
+//!
+//! Each front-end in `lang/` lowers one source file into a [`FileModel`]: one
+//! [`Function`] per function, method, arrow function or lambda (nested ones are
+//! their own unit, plus a `<module>` unit for top-level code). A function holds
+//! an arena of [`Expr`]s, its statements in source order, and a tree of
+//! structural contexts (try / catch / finally / with / loop / branch) so rules
+//! can ask "is this release inside a `finally`?" without touching tree-sitter.
+
+use std::ops::Range;
+
+/// A byte range into the file's source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Self {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+    pub fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+    pub fn contains(self, other: Span) -> bool {
+        self.start <= other.start && other.end <= self.end
+    }
+}
+
+pub type ExprId = u32;
+pub type CtxId = u32;
+pub type FuncId = u32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    JavaScript,
+    TypeScript,
+    Tsx,
+    Python,
+}
+
+impl Language {
+    pub fn from_path(path: &std::path::Path) -> Option<Language> {
+        let name = path.file_name()?.to_str()?;
+        if name.ends_with(".d.ts") || name.ends_with(".min.js") {
+            return None;
+        }
+        match path.extension()?.to_str()? {
+            "js" | "mjs" | "cjs" | "jsx" => Some(Language::JavaScript),
+            "ts" | "mts" | "cts" => Some(Language::TypeScript),
+            "tsx" => Some(Language::Tsx),
+            "py" => Some(Language::Python),
+            _ => None,
+        }
+    }
+
+    pub fn family(self) -> Family {
+        match self {
+            Language::Python => Family::Python,
+            _ => Family::Js,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::JavaScript => "javascript",
+            Language::TypeScript | Language::Tsx => "typescript",
+            Language::Python => "python",
+        }
+    }
+}
+
+/// Rewrites are rendered per family: JS, JSX, TS and TSX share one syntax.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Js,
+    Python,
+}
+
+#[derive(Clone, Debug)]
+pub enum Expr {
+    Ident(Box<str>),
+    /// `this` in JS, `self` / `cls` in Python.
+    This,
+    Member {
+        object: ExprId,
+        property: Box<str>,
+    },
+    Index {
+        object: ExprId,
+        index: ExprId,
+    },
+    Call {
+        callee: ExprId,
+        args: Vec<Arg>,
+    },
+    New {
+        callee: ExprId,
+        args: Vec<Arg>,
+    },
+    Str(Box<str>),
+    /// Template literal or f-string; `tag` for tagged templates (`sql\`...\``).
+    /// `text` is the literal text with each hole replaced by `${}`.
+    Template {
+        tag: Option<ExprId>,
+        text: Box<str>,
+        holes: Vec<ExprId>,
+    },
+    Num(Box<str>),
+    Bool(bool),
+    Null,
+    Object(Vec<Prop>),
+    Array(Vec<ExprId>),
+    /// Arithmetic, comparison and logical operators (`??`, `||`, `and`, `or`).
+    Binary {
+        op: Box<str>,
+        left: ExprId,
+        right: ExprId,
+    },
+    Unary {
+        op: Box<str>,
+        arg: ExprId,
+    },
+    Await(ExprId),
+    /// Assignment or declaration; `op` is `=` or a compound operator.
+    Assign {
+        target: ExprId,
+        op: Box<str>,
+        value: ExprId,
+        decl: bool,
+    },
+    Cond {
+        test: ExprId,
+        then: ExprId,
+        otherwise: ExprId,
+    },
+    /// A nested function definition: its body is a unit of its own.
+    Function(FuncId),
+    /// Anything else; the children keep data flowing through it.
+    Other(Vec<ExprId>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Arg {
+    /// Python keyword argument name.
+    pub name: Option<Box<str>>,
+    pub value: ExprId,
+    pub spread: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Prop {
+    pub key: PropKey,
+    pub key_span: Span,
+    pub value: ExprId,
+}
+
+#[derive(Clone, Debug)]
+pub enum PropKey {
+    Name(Box<str>),
+    Computed(ExprId),
+    Spread,
+}
+
+#[derive(Clone, Debug)]
+pub enum StmtKind {
+    Expr(ExprId),
+    Return(Option<ExprId>),
+    Throw(Option<ExprId>),
+    /// The condition of an `if`, `while`, `elif` or `switch`.
+    Test(ExprId),
+    /// A yield point without an `await` expression: `for await`, `async for`,
+    /// `async with`.
+    AwaitPoint,
+}
+
+#[derive(Clone, Debug)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+    pub ctx: CtxId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CtxKind {
+    Body,
+    Then,
+    Else,
+    Loop,
+    Try { try_id: u32 },
+    /// `catch (e)` / `except A, B as e`; `types` lists the exception names the
+    /// clause names (empty: catches everything).
+    Catch { try_id: u32, types: Vec<Box<str>> },
+    Finally { try_id: u32 },
+    /// `with` / `async with` body; `items` are the context manager expressions.
+    With { items: Vec<ExprId>, is_async: bool },
+    Switch,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub parent: Option<CtxId>,
+    pub kind: CtxKind,
+    pub span: Span,
+    /// For `Then`/`Else`/`Loop`: the statement holding the condition, if any.
+    pub test: Option<ExprId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub name: Box<str>,
+    pub span: Span,
+    pub default: Option<ExprId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FunctionKind {
+    Module,
+    Function,
+    Method,
+    Arrow,
+    Lambda,
+}
+
+#[derive(Clone, Debug)]
+pub struct Function {
+    pub name: Box<str>,
+    pub kind: FunctionKind,
+    pub is_async: bool,
+    pub span: Span,
+    pub parent: Option<FuncId>,
+    pub params: Vec<Param>,
+    pub exprs: Vec<Expr>,
+    pub expr_spans: Vec<Span>,
+    pub stmts: Vec<Stmt>,
+    pub ctxs: Vec<Ctx>,
+}
+
+impl Function {
+    pub fn new(name: &str, kind: FunctionKind, span: Span, parent: Option<FuncId>) -> Self {
+        Function {
+            name: name.into(),
+            kind,
+            is_async: false,
+            span,
+            parent,
+            params: Vec::new(),
+            exprs: Vec::new(),
+            expr_spans: Vec::new(),
+            stmts: Vec::new(),
+            ctxs: vec![Ctx {
+                parent: None,
+                kind: CtxKind::Body,
+                span,
+                test: None,
+            }],
+        }
+    }
+
+    pub fn expr(&self, id: ExprId) -> &Expr {
+        &self.exprs[id as usize]
+    }
+
+    pub fn span(&self, id: ExprId) -> Span {
+        self.expr_spans[id as usize]
+    }
+
+    pub fn push_expr(&mut self, expr: Expr, span: Span) -> ExprId {
+        self.exprs.push(expr);
+        self.expr_spans.push(span);
+        (self.exprs.len() - 1) as ExprId
+    }
+
+    /// The contexts enclosing `ctx`, innermost first (including `ctx`).
+    pub fn ctx_chain(&self, ctx: CtxId) -> impl Iterator<Item = (CtxId, &Ctx)> {
+        let mut next = Some(ctx);
+        std::iter::from_fn(move || {
+            let id = next?;
+            let c = &self.ctxs[id as usize];
+            next = c.parent;
+            Some((id, c))
+        })
+    }
+
+    pub fn in_ctx(&self, ctx: CtxId, ancestor: CtxId) -> bool {
+        self.ctx_chain(ctx).any(|(id, _)| id == ancestor)
+    }
+
+    /// The innermost loop around `ctx`, if any.
+    pub fn enclosing_loop(&self, ctx: CtxId) -> Option<CtxId> {
+        self.ctx_chain(ctx)
+            .find(|(_, c)| c.kind == CtxKind::Loop)
+            .map(|(id, _)| id)
+    }
+
+    /// The dotted path of a callee or member chain: `this.stripe.charges.create`
+    /// gives `["this", "stripe", "charges", "create"]`; a call in the chain is
+    /// written `name()` (`createHash().update`).
+    pub fn path(&self, id: ExprId) -> Vec<&str> {
+        let mut parts = Vec::new();
+        let mut cur = id;
+        // Bounded by the chain length; never recursive.
+        loop {
+            match self.expr(cur) {
+                Expr::Ident(n) => {
+                    parts.push(&**n);
+                    break;
+                }
+                Expr::This => {
+                    parts.push("this");
+                    break;
+                }
+                Expr::Member { object, property } => {
+                    parts.push(property);
+                    cur = *object;
+                }
+                Expr::Call { callee, .. } | Expr::New { callee, .. } => {
+                    parts.push("()");
+                    cur = *callee;
+                }
+                Expr::Await(inner) => cur = *inner,
+                _ => {
+                    parts.push("?");
+                    break;
+                }
+            }
+        }
+        parts.reverse();
+        parts
+    }
+
+    /// The callee path of a call as a dotted string, `()` marking calls inside
+    /// the chain: `crypto.createHash().update`.
+    pub fn callee_text(&self, callee: ExprId) -> String {
+        let mut out = String::new();
+        for part in self.path(callee) {
+            if part == "()" {
+                out.push_str("()");
+            } else {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(part);
+            }
+        }
+        out
+    }
+
+    /// The last name of a callee: `create` for `stripe.charges.create`.
+    pub fn callee_name(&self, callee: ExprId) -> Option<&str> {
+        match self.expr(callee) {
+            Expr::Ident(n) => Some(n),
+            Expr::Member { property, .. } => Some(property),
+            _ => None,
+        }
+    }
+
+    /// Direct children of an expression, in source order.
+    pub fn children(&self, id: ExprId, out: &mut Vec<ExprId>) {
+        match self.expr(id) {
+            Expr::Ident(_)
+            | Expr::This
+            | Expr::Str(_)
+            | Expr::Num(_)
+            | Expr::Bool(_)
+            | Expr::Null
+            | Expr::Function(_) => {}
+            Expr::Member { object, .. } => out.push(*object),
+            Expr::Index { object, index } => out.extend([*object, *index]),
+            Expr::Call { callee, args } | Expr::New { callee, args } => {
+                out.push(*callee);
+                out.extend(args.iter().map(|a| a.value));
+            }
+            Expr::Template { tag, holes, .. } => {
+                out.extend(tag.iter().copied());
+                out.extend(holes.iter().copied());
+            }
+            Expr::Object(props) => {
+                for p in props {
+                    if let PropKey::Computed(k) = p.key {
+                        out.push(k);
+                    }
+                    out.push(p.value);
+                }
+            }
+            Expr::Array(items) | Expr::Other(items) => out.extend(items.iter().copied()),
+            Expr::Binary { left, right, .. } => out.extend([*left, *right]),
+            Expr::Unary { arg, .. } => out.push(*arg),
+            Expr::Await(inner) => out.push(*inner),
+            Expr::Assign { target, value, .. } => out.extend([*target, *value]),
+            Expr::Cond {
+                test,
+                then,
+                otherwise,
+            } => out.extend([*test, *then, *otherwise]),
+        }
+    }
+
+    /// Every expression reachable from `root` (pre-order, root first), using an
+    /// explicit stack so deep expressions cannot overflow.
+    pub fn descendants(&self, root: ExprId) -> Vec<ExprId> {
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        let mut kids = Vec::new();
+        while let Some(id) = stack.pop() {
+            out.push(id);
+            kids.clear();
+            self.children(id, &mut kids);
+            stack.extend(kids.iter().rev());
+        }
+        out
+    }
+
+    /// The root expression of a statement, if it has one.
+    pub fn stmt_expr(&self, stmt: &Stmt) -> Option<ExprId> {
+        match stmt.kind {
+            StmtKind::Expr(e) | StmtKind::Test(e) => Some(e),
+            StmtKind::Return(e) | StmtKind::Throw(e) => e,
+            StmtKind::AwaitPoint => None,
+        }
+    }
+
+    /// A string literal's value, or the literal text of a template without holes.
+    pub fn string_value(&self, id: ExprId) -> Option<&str> {
+        match self.expr(id) {
+            Expr::Str(s) => Some(s),
+            Expr::Template {
+                tag: None,
+                text,
+                holes,
+            } if holes.is_empty() => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The parent of every expression (`None` for roots).
+    pub fn parents(&self) -> Vec<Option<ExprId>> {
+        let mut parents = vec![None; self.exprs.len()];
+        let mut kids = Vec::new();
+        for id in 0..self.exprs.len() as ExprId {
+            kids.clear();
+            self.children(id, &mut kids);
+            for k in &kids {
+                if *k != id {
+                    parents[*k as usize] = Some(id);
+                }
+            }
+        }
+        parents
+    }
+
+    /// Skips `await` wrappers.
+    pub fn unwrap_await(&self, mut id: ExprId) -> ExprId {
+        while let Expr::Await(inner) = self.expr(id) {
+            id = *inner;
+        }
+        id
+    }
+}
+
+/// Everything the front-end learned about one file.
+#[derive(Debug)]
+pub struct FileModel {
+    pub language: Language,
+    pub functions: Vec<Function>,
+    /// Names bound at module level (shared state between requests).
+    pub module_vars: Vec<Box<str>>,
+    /// Byte ranges tree-sitter could not parse.
+    pub syntax_errors: Vec<Span>,
+}

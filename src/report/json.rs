@@ -1,0 +1,41 @@
+//! The JSON report: one versioned document (schema in docs/json-schema.md).
+
+use serde::Serialize;
+
+use super::{Report, Summary};
+use crate::finding::Finding;
+use crate::scan::FileError;
+
+/// Bumped on any incompatible change to the document's shape.
+pub const JSON_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Tool {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    version: u32,
+    tool: Tool,
+    findings: &'a [Finding],
+    errors: &'a [FileError],
+    summary: &'a Summary,
+}
+
+pub fn render(report: &Report) -> String {
+    let doc = Document {
+        version: JSON_VERSION,
+        tool: Tool {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        findings: report.findings,
+        errors: report.errors,
+        summary: report.summary,
+    };
+    let mut out = serde_json::to_string_pretty(&doc).expect("report serialises");
+    out.push('\n');
+    out
+}

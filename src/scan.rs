@@ -1,0 +1,377 @@
+//! The pipeline for one scan: discover → (in parallel, per file) read →
+//! parse → lower → rules → findings; then sort once.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::catalog::catalog;
+use crate::discover::{discover, SourceFile};
+use crate::finding::{Finding, LineIndex, RawFinding, Related};
+use crate::lang::{lower, Parsers};
+use crate::model::{FileModel, Span};
+use crate::rules::{Context, Rule};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Io,
+    PermissionDenied,
+    NotFound,
+    SymlinkLoop,
+    TooLarge,
+    Binary,
+    Encoding,
+    Syntax,
+    Timeout,
+}
+
+impl ErrorKind {
+    /// Syntax errors still produce findings for the parts that parsed.
+    pub fn is_warning(self) -> bool {
+        self == ErrorKind::Syntax
+    }
+}
+
+/// A per-file problem: reported, never fatal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileError {
+    pub path: String,
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+impl FileError {
+    pub fn io(path: &str, err: &std::io::Error) -> FileError {
+        let (kind, message) = match err.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                (ErrorKind::PermissionDenied, "permission denied; skipped".to_string())
+            }
+            std::io::ErrorKind::NotFound => (
+                ErrorKind::NotFound,
+                "no such file or directory (or a broken symbolic link)".to_string(),
+            ),
+            _ => (ErrorKind::Io, format!("cannot read: {err}")),
+        };
+        FileError {
+            path: path.to_string(),
+            kind,
+            message,
+            line: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ScanOptions {
+    pub paths: Vec<PathBuf>,
+    pub rules: Vec<&'static dyn Rule>,
+    pub max_file_size: u64,
+    pub jobs: Option<usize>,
+    /// A file whose parse takes longer is abandoned with an error entry.
+    pub file_time_budget: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    pub findings: Vec<Finding>,
+    pub errors: Vec<FileError>,
+    pub files_scanned: usize,
+    pub bytes: u64,
+    pub lines: u64,
+    pub elapsed: Duration,
+}
+
+#[derive(Default)]
+struct FileOutcome {
+    findings: Vec<Finding>,
+    errors: Vec<FileError>,
+    bytes: u64,
+    lines: u64,
+}
+
+thread_local! {
+    static PARSERS: RefCell<Parsers> = RefCell::new(Parsers::default());
+}
+
+pub fn scan(opts: &ScanOptions) -> ScanResult {
+    let started = Instant::now();
+    let mut errors = Vec::new();
+    let files = discover(&opts.paths, &mut errors);
+    let run = || {
+        files
+            .par_iter()
+            .map(|file| scan_file(file, opts))
+            .collect::<Vec<_>>()
+    };
+    let outcomes = match opts.jobs {
+        Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+            Ok(pool) => pool.install(run),
+            Err(_) => run(),
+        },
+        None => run(),
+    };
+    let mut result = ScanResult {
+        files_scanned: files.len(),
+        ..ScanResult::default()
+    };
+    for outcome in outcomes {
+        result.findings.extend(outcome.findings);
+        errors.extend(outcome.errors);
+        result.bytes += outcome.bytes;
+        result.lines += outcome.lines;
+    }
+    sort_findings(&mut result.findings);
+    errors.sort_by(|a, b| (&a.path, a.line, a.kind).cmp(&(&b.path, b.line, b.kind)));
+    errors.dedup();
+    result.errors = errors;
+    result.elapsed = started.elapsed();
+    result
+}
+
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (
+            &a.location.path,
+            a.location.start,
+            a.rule_id,
+            a.location.end,
+            &a.message,
+        )
+            .cmp(&(
+                &b.location.path,
+                b.location.start,
+                b.rule_id,
+                b.location.end,
+                &b.message,
+            ))
+    });
+}
+
+fn scan_file(file: &SourceFile, opts: &ScanOptions) -> FileOutcome {
+    let mut outcome = FileOutcome::default();
+    let path = &file.display;
+    match std::fs::metadata(&file.path) {
+        Ok(meta) if meta.len() > opts.max_file_size => {
+            outcome.errors.push(FileError {
+                path: path.clone(),
+                kind: ErrorKind::TooLarge,
+                message: format!(
+                    "file is {} bytes, over --max-file-size ({} bytes); skipped",
+                    meta.len(),
+                    opts.max_file_size
+                ),
+                line: None,
+            });
+            return outcome;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            outcome.errors.push(FileError::io(path, &e));
+            return outcome;
+        }
+    }
+    let bytes = match std::fs::read(&file.path) {
+        Ok(b) => b,
+        Err(e) => {
+            outcome.errors.push(FileError::io(path, &e));
+            return outcome;
+        }
+    };
+    scan_source(path, file.language, &bytes, opts, &mut outcome);
+    outcome
+}
+
+/// Checks, parses and analyses one file's bytes.
+fn scan_source(
+    path: &str,
+    language: crate::model::Language,
+    bytes: &[u8],
+    opts: &ScanOptions,
+    outcome: &mut FileOutcome,
+) {
+    outcome.bytes = bytes.len() as u64;
+    let sniff = &bytes[..bytes.len().min(8192)];
+    if sniff.contains(&0) {
+        outcome.errors.push(FileError {
+            path: path.to_string(),
+            kind: ErrorKind::Binary,
+            message: "binary content (NUL bytes); skipped".to_string(),
+            line: None,
+        });
+        return;
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+            outcome.errors.push(FileError {
+                path: path.to_string(),
+                kind: ErrorKind::Encoding,
+                message: format!(
+                    "not valid UTF-8 (at byte {}); skipped",
+                    e.valid_up_to()
+                ),
+                line: Some(line),
+            });
+            return;
+        }
+    };
+    // A byte-order mark is not part of the code; columns count from after it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    outcome.lines = text.lines().count() as u64;
+
+    let started = Instant::now();
+    let budget = opts.file_time_budget;
+    let tree = PARSERS.with(|parsers| {
+        let mut parsers = parsers.borrow_mut();
+        let parser = parsers.parser(language);
+        let mut over_budget = |_: &tree_sitter::ParseState| started.elapsed() > budget;
+        let options = tree_sitter::ParseOptions::new().progress_callback(&mut over_budget);
+        let tree = parser.parse_with_options(
+            &mut |offset, _| text.as_bytes().get(offset..).unwrap_or(&[]),
+            None,
+            Some(options),
+        );
+        if tree.is_none() {
+            parser.reset();
+        }
+        tree
+    });
+    let Some(tree) = tree else {
+        outcome.errors.push(FileError {
+            path: path.to_string(),
+            kind: ErrorKind::Timeout,
+            message: format!(
+                "parsing took longer than the per-file budget ({} ms); skipped",
+                budget.as_millis()
+            ),
+            line: None,
+        });
+        return;
+    };
+    let model = lower(&tree, text.as_bytes(), language);
+    drop(tree);
+    let index = LineIndex::new(text);
+    if let Some(first) = model.syntax_errors.first() {
+        outcome.errors.push(FileError {
+            path: path.to_string(),
+            kind: ErrorKind::Syntax,
+            message: format!(
+                "{} syntax error(s); findings come from the parts that parsed",
+                model.syntax_errors.len()
+            ),
+            line: Some(index.position(first.start as usize).line),
+        });
+    }
+    outcome.findings = analyse(path, text, &model, &opts.rules, &index);
+}
+
+/// Runs the rules over every function of a lowered file.
+pub fn analyse(
+    path: &str,
+    src: &str,
+    model: &FileModel,
+    rules: &[&'static dyn Rule],
+    index: &LineIndex,
+) -> Vec<Finding> {
+    let cat = catalog();
+    let mut findings = Vec::new();
+    let mut raw = Vec::new();
+    for func in &model.functions {
+        let cx = Context {
+            file: model,
+            func,
+            src,
+            catalog: cat,
+        };
+        for rule in rules {
+            raw.clear();
+            rule.check(&cx, &mut raw);
+            for r in raw.drain(..) {
+                findings.push(finish(path, src, &func.name, r, *rule, index));
+            }
+        }
+    }
+    assign_fingerprints(&mut findings, src);
+    findings
+}
+
+fn finish(
+    path: &str,
+    _src: &str,
+    function: &str,
+    raw: RawFinding,
+    rule: &dyn Rule,
+    index: &LineIndex,
+) -> Finding {
+    let meta = rule.meta();
+    Finding {
+        rule_id: meta.code,
+        name: meta.name,
+        risk: raw.risk,
+        confidence: raw.confidence,
+        message: raw.message,
+        location: index.location(path, raw.span),
+        related: raw
+            .related
+            .into_iter()
+            .map(|(span, message)| Related {
+                location: index.location(path, span),
+                message,
+            })
+            .collect(),
+        function: function.to_string(),
+        suggestion: raw.suggestion,
+        fingerprint: String::new(),
+    }
+}
+
+/// Fingerprints hash the code, path, enclosing function, the normalised text
+/// of the act and of the check, and an occurrence index among identical ones:
+/// no line numbers, so they survive edits elsewhere in the file.
+fn assign_fingerprints(findings: &mut [Finding], src: &str) {
+    let normal = |span: Span| -> String {
+        src.get(span.range())
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    sort_findings(findings);
+    let mut seen: Vec<String> = Vec::new();
+    for f in findings.iter_mut() {
+        let mut key = format!(
+            "{}\0{}\0{}\0{}",
+            f.rule_id,
+            f.location.path,
+            f.function,
+            normal(f.location.span)
+        );
+        for r in &f.related {
+            key.push('\0');
+            key.push_str(&normal(r.location.span));
+        }
+        let occurrence = seen.iter().filter(|k| **k == key).count();
+        seen.push(key.clone());
+        key.push_str(&format!("\0{occurrence}"));
+        f.fingerprint = blake3::hash(key.as_bytes()).to_hex()[..32].to_string();
+    }
+}
+
+/// Scans source text that did not come from a file (stdin, tests).
+pub fn scan_text(
+    path: &str,
+    language: crate::model::Language,
+    text: &str,
+    opts: &ScanOptions,
+) -> (Vec<Finding>, Vec<FileError>) {
+    let mut outcome = FileOutcome::default();
+    scan_source(path, language, text.as_bytes(), opts, &mut outcome);
+    (outcome.findings, outcome.errors)
+}
