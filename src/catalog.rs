@@ -94,7 +94,7 @@ impl IdempotencySinks {
     pub fn is_key_name(&self, name: &str) -> bool {
         let n = normalize_name(name);
         self.words.iter().any(|w| n.contains(w.as_str()))
-            && (self.words.iter().any(|w| n == *w)
+            && (self.words.contains(&n)
                 || self.key_suffixes.iter().any(|s| n.ends_with(s.as_str())))
     }
 }
@@ -125,10 +125,24 @@ mod tests {
     #[test]
     fn key_names() {
         let s = &catalog().idempotency_sinks;
-        for yes in ["idempotencyKey", "idempotency_key", "Idempotency-Key", "dedupKey", "dedupeId", "MessageDeduplicationId", "dedup"] {
+        for yes in [
+            "idempotencyKey",
+            "idempotency_key",
+            "Idempotency-Key",
+            "dedupKey",
+            "dedupeId",
+            "MessageDeduplicationId",
+            "dedup",
+        ] {
             assert!(s.is_key_name(yes), "{yes}");
         }
-        for no in ["idempotencyKeyExpiresAt", "dedupWindowStart", "isIdempotent", "requestId", "key"] {
+        for no in [
+            "idempotencyKeyExpiresAt",
+            "dedupWindowStart",
+            "isIdempotent",
+            "requestId",
+            "key",
+        ] {
             assert!(!s.is_key_name(no), "{no}");
         }
     }

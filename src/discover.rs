@@ -43,7 +43,7 @@ pub fn discover(paths: &[PathBuf], errors: &mut Vec<FileError>) -> Vec<SourceFil
         let meta = std::fs::symlink_metadata(root);
         match meta {
             Err(e) => errors.push(FileError::io(&display_path(root), &e)),
-            Ok(m) if !m.is_dir() && !(m.file_type().is_symlink() && root.is_dir()) => {
+            Ok(m) if !(m.is_dir() || m.file_type().is_symlink() && root.is_dir()) => {
                 // Named explicitly: always scanned, whatever the ignore files say.
                 if let Some(language) = Language::from_path(root) {
                     files.push(SourceFile {

@@ -7,11 +7,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use cli::{Cli, Command, FailOn, Format, Level, ListFormat, ScanArgs};
+use reentrancy_audit::filter;
 use reentrancy_audit::finding::{Confidence, Risk};
 use reentrancy_audit::report::{self, Report, Summary};
 use reentrancy_audit::rules::{by_code, RULES};
 use reentrancy_audit::scan::{scan, ScanOptions};
-use reentrancy_audit::filter;
 
 /// No finding reached `--fail-on`.
 const EXIT_CLEAN: u8 = 0;
@@ -171,4 +171,3 @@ fn explain(code: &str) -> Result<u8, String> {
     print!("{}", rule.meta().body());
     Ok(EXIT_CLEAN)
 }
-

@@ -191,13 +191,23 @@ pub enum CtxKind {
     Then,
     Else,
     Loop,
-    Try { try_id: u32 },
+    Try {
+        try_id: u32,
+    },
     /// `catch (e)` / `except A, B as e`; `types` lists the exception names the
     /// clause names (empty: catches everything).
-    Catch { try_id: u32, types: Vec<Box<str>> },
-    Finally { try_id: u32 },
+    Catch {
+        try_id: u32,
+        types: Vec<Box<str>>,
+    },
+    Finally {
+        try_id: u32,
+    },
     /// `with` / `async with` body; `items` are the context manager expressions.
-    With { items: Vec<ExprId>, is_async: bool },
+    With {
+        items: Vec<ExprId>,
+        is_async: bool,
+    },
     Switch,
 }
 

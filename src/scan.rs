@@ -49,9 +49,10 @@ pub struct FileError {
 impl FileError {
     pub fn io(path: &str, err: &std::io::Error) -> FileError {
         let (kind, message) = match err.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                (ErrorKind::PermissionDenied, "permission denied; skipped".to_string())
-            }
+            std::io::ErrorKind::PermissionDenied => (
+                ErrorKind::PermissionDenied,
+                "permission denied; skipped".to_string(),
+            ),
             std::io::ErrorKind::NotFound => (
                 ErrorKind::NotFound,
                 "no such file or directory (or a broken symbolic link)".to_string(),
@@ -209,14 +210,15 @@ fn scan_source(
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
             outcome.errors.push(FileError {
                 path: path.to_string(),
                 kind: ErrorKind::Encoding,
-                message: format!(
-                    "not valid UTF-8 (at byte {}); skipped",
-                    e.valid_up_to()
-                ),
+                message: format!("not valid UTF-8 (at byte {}); skipped", e.valid_up_to()),
                 line: Some(line),
             });
             return;

@@ -54,7 +54,13 @@ fn parse_markers(text: &str) -> Vec<Marker> {
                 loop {
                     let code_len = rest
                         .char_indices()
-                        .take_while(|(j, c)| if *j < 2 { c.is_ascii_uppercase() } else { c.is_ascii_digit() })
+                        .take_while(|(j, c)| {
+                            if *j < 2 {
+                                c.is_ascii_uppercase()
+                            } else {
+                                c.is_ascii_digit()
+                            }
+                        })
                         .count();
                     if code_len != 5 || !rest.starts_with("RA") {
                         break;
@@ -65,7 +71,8 @@ fn parse_markers(text: &str) -> Vec<Marker> {
                     if let Some(inner) = rest.strip_prefix('{') {
                         let end = inner.find('}').expect("unclosed `{` in marker");
                         for pair in inner[..end].split(',') {
-                            let (k, v) = pair.split_once('=').expect("marker attribute is key=value");
+                            let (k, v) =
+                                pair.split_once('=').expect("marker attribute is key=value");
                             attrs.push((k.trim().to_string(), v.trim().to_string()));
                         }
                         rest = &inner[end + 1..];
@@ -88,7 +95,10 @@ fn parse_markers(text: &str) -> Vec<Marker> {
 }
 
 fn fixture_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -117,7 +127,10 @@ fn check_file(path: &Path) -> Vec<String> {
     let (findings, errors) = scan_text(&display, language, &text, &options());
     let mut problems = Vec::new();
     for e in &errors {
-        problems.push(format!("{display}: unexpected error entry: {} ({:?})", e.message, e.kind));
+        problems.push(format!(
+            "{display}: unexpected error entry: {} ({:?})",
+            e.message, e.kind
+        ));
     }
     let registered = |code: &str| RULES.iter().any(|r| r.meta().code == code);
     let markers: Vec<Marker> = parse_markers(&text)
@@ -131,14 +144,19 @@ fn check_file(path: &Path) -> Vec<String> {
             .collect()
     };
     let marked = |kind: Kind, line: usize, code: &str| {
-        markers.iter().any(|m| m.kind == kind && m.line == line && m.code == code)
+        markers
+            .iter()
+            .any(|m| m.kind == kind && m.line == line && m.code == code)
     };
     for m in &markers {
         let here = at(m.line, &m.code);
         match m.kind {
             Kind::Expect => {
                 if here.is_empty() {
-                    problems.push(format!("{display}:{}: expected {} was not reported", m.line, m.code));
+                    problems.push(format!(
+                        "{display}:{}: expected {} was not reported",
+                        m.line, m.code
+                    ));
                 }
                 for (k, v) in &m.attrs {
                     let ok = here.iter().any(|f| match k.as_str() {
@@ -147,8 +165,16 @@ fn check_file(path: &Path) -> Vec<String> {
                         other => panic!("{display}:{}: unknown marker attribute `{other}`", m.line),
                     });
                     if !here.is_empty() && !ok {
-                        let got: Vec<String> = here.iter().map(|f| format!("risk={} confidence={}", f.risk, f.confidence)).collect();
-                        problems.push(format!("{display}:{}: {} expected {k}={v}, got {}", m.line, m.code, got.join("; ")));
+                        let got: Vec<String> = here
+                            .iter()
+                            .map(|f| format!("risk={} confidence={}", f.risk, f.confidence))
+                            .collect();
+                        problems.push(format!(
+                            "{display}:{}: {} expected {k}={v}, got {}",
+                            m.line,
+                            m.code,
+                            got.join("; ")
+                        ));
                     }
                 }
             }
@@ -159,20 +185,32 @@ fn check_file(path: &Path) -> Vec<String> {
                     } else {
                         "a todo-expect is now reported: upgrade it to expect"
                     };
-                    problems.push(format!("{display}:{}: {} {why}: {}", m.line, m.code, here[0].message));
+                    problems.push(format!(
+                        "{display}:{}: {} {why}: {}",
+                        m.line, m.code, here[0].message
+                    ));
                 }
             }
             Kind::TodoOk => {
                 if here.is_empty() {
-                    problems.push(format!("{display}:{}: {} todo-ok is no longer reported: remove the marker", m.line, m.code));
+                    problems.push(format!(
+                        "{display}:{}: {} todo-ok is no longer reported: remove the marker",
+                        m.line, m.code
+                    ));
                 }
             }
             Kind::Related => {
                 let found = findings.iter().any(|f| {
-                    f.rule_id == m.code && f.related.first().is_some_and(|r| r.location.start.line == m.line)
+                    f.rule_id == m.code
+                        && f.related
+                            .first()
+                            .is_some_and(|r| r.location.start.line == m.line)
                 });
                 if !found {
-                    problems.push(format!("{display}:{}: no {} finding has its related location on this line", m.line, m.code));
+                    problems.push(format!(
+                        "{display}:{}: no {} finding has its related location on this line",
+                        m.line, m.code
+                    ));
                 }
             }
         }
@@ -180,10 +218,15 @@ fn check_file(path: &Path) -> Vec<String> {
     for f in &findings {
         let line = f.location.start.line;
         if !marked(Kind::Expect, line, f.rule_id) && !marked(Kind::TodoOk, line, f.rule_id) {
-            problems.push(format!("{display}:{line}: unexpected {} ({}): {}", f.rule_id, f.name, f.message));
+            problems.push(format!(
+                "{display}:{line}: unexpected {} ({}): {}",
+                f.rule_id, f.name, f.message
+            ));
         }
         if let Some(r) = f.related.first() {
-            if marked(Kind::Expect, line, f.rule_id) && !marked(Kind::Related, r.location.start.line, f.rule_id) {
+            if marked(Kind::Expect, line, f.rule_id)
+                && !marked(Kind::Related, r.location.start.line, f.rule_id)
+            {
                 problems.push(format!(
                     "{display}:{line}: {} has its related location on line {} but no `related: {}` marker is there",
                     f.rule_id, r.location.start.line, f.rule_id
@@ -200,7 +243,12 @@ fn fixtures_match_their_markers() {
     fixture_files(Path::new("fixtures"), &mut files);
     assert!(!files.is_empty(), "no fixtures found");
     let problems: Vec<String> = files.iter().flat_map(|f| check_file(f)).collect();
-    assert!(problems.is_empty(), "{} fixture problem(s):\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} fixture problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -208,9 +256,15 @@ fn every_rule_has_positive_and_negative_fixtures_per_language() {
     let mut missing = Vec::new();
     for rule in RULES {
         let code = rule.meta().code;
-        for (dir, exts) in [("js", &["js", "jsx", "mjs", "cjs"][..]), ("ts", &["ts", "tsx"][..]), ("py", &["py"][..])] {
+        for (dir, exts) in [
+            ("js", &["js", "jsx", "mjs", "cjs"][..]),
+            ("ts", &["ts", "tsx"][..]),
+            ("py", &["py"][..]),
+        ] {
             for kind in ["positive", "negative"] {
-                let exists = exts.iter().any(|e| Path::new(&format!("fixtures/{code}/{dir}/{kind}.{e}")).exists());
+                let exists = exts
+                    .iter()
+                    .any(|e| Path::new(&format!("fixtures/{code}/{dir}/{kind}.{e}")).exists());
                 if !exists {
                     missing.push(format!("fixtures/{code}/{dir}/{kind}.*"));
                 }
@@ -218,19 +272,33 @@ fn every_rule_has_positive_and_negative_fixtures_per_language() {
         }
         // Positives must expect the rule, negatives must carry near-misses.
         for dir in ["js", "ts", "py"] {
-            let Ok(entries) = std::fs::read_dir(format!("fixtures/{code}/{dir}")) else { continue };
+            let Ok(entries) = std::fs::read_dir(format!("fixtures/{code}/{dir}")) else {
+                continue;
+            };
             for e in entries {
                 let path = e.unwrap().path();
                 let text = std::fs::read_to_string(&path).unwrap();
                 let name = path.file_name().unwrap().to_string_lossy().to_string();
                 let markers = parse_markers(&text);
-                let expects = markers.iter().filter(|m| m.kind == Kind::Expect && m.code == code).count();
-                let oks = markers.iter().filter(|m| m.kind == Kind::Ok && m.code == code).count();
+                let expects = markers
+                    .iter()
+                    .filter(|m| m.kind == Kind::Expect && m.code == code)
+                    .count();
+                let oks = markers
+                    .iter()
+                    .filter(|m| m.kind == Kind::Ok && m.code == code)
+                    .count();
                 if name.starts_with("positive") && expects == 0 {
-                    missing.push(format!("{}: a positive fixture with no `expect: {code}`", path.display()));
+                    missing.push(format!(
+                        "{}: a positive fixture with no `expect: {code}`",
+                        path.display()
+                    ));
                 }
                 if name.starts_with("negative") && (oks == 0 || expects > 0) {
-                    missing.push(format!("{}: a negative fixture needs `ok: {code}` near-misses and no expect", path.display()));
+                    missing.push(format!(
+                        "{}: a negative fixture needs `ok: {code}` near-misses and no expect",
+                        path.display()
+                    ));
                 }
             }
         }
@@ -241,7 +309,10 @@ fn every_rule_has_positive_and_negative_fixtures_per_language() {
 #[test]
 fn marker_parser_reads_every_form() {
     let m = parse_markers("x = 1  # expect: RA001{risk=medium,confidence=low}, RA007 related: RA002 todo-ok: RA003\n// ok: RA004");
-    let summary: Vec<(Kind, usize, &str, usize)> = m.iter().map(|m| (m.kind.clone(), m.line, m.code.as_str(), m.attrs.len())).collect();
+    let summary: Vec<(Kind, usize, &str, usize)> = m
+        .iter()
+        .map(|m| (m.kind.clone(), m.line, m.code.as_str(), m.attrs.len()))
+        .collect();
     assert_eq!(
         summary,
         vec![

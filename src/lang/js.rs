@@ -183,7 +183,11 @@ impl Frontend for Js {
         field: Option<&str>,
         src: &[u8],
     ) -> Option<String> {
-        let name_of = |f: &str| parent.child_by_field_name(f).map(|n| text(n, src).to_string());
+        let name_of = |f: &str| {
+            parent
+                .child_by_field_name(f)
+                .map(|n| text(n, src).to_string())
+        };
         match (parent.kind(), field) {
             ("variable_declarator", Some("value")) => name_of("name"),
             ("pair", Some("value")) => name_of("key").map(|k| k.trim_matches(['"', '\'']).into()),
@@ -238,9 +242,8 @@ impl Frontend for Js {
                     return other(lw, node, mark);
                 };
                 // A tagged template: sql`...`.
-                if let Some(Expr::Template { .. }) = lw
-                    .child(mark, "arguments")
-                    .map(|t| lw.func.expr(t).clone())
+                if let Some(Expr::Template { .. }) =
+                    lw.child(mark, "arguments").map(|t| lw.func.expr(t).clone())
                 {
                     let t = lw.child(mark, "arguments").expect("checked above");
                     if let Expr::Template { tag, .. } = &mut lw.func.exprs[t as usize] {
@@ -290,7 +293,8 @@ impl Frontend for Js {
             "false" => Expr::Bool(false),
             "null" => Expr::Null,
             "pair" => {
-                let (Some(key), Some(value)) = (node.child_by_field_name("key"), lw.child(mark, "value"))
+                let (Some(key), Some(value)) =
+                    (node.child_by_field_name("key"), lw.child(mark, "value"))
                 else {
                     return Exit::Nothing;
                 };

@@ -136,8 +136,13 @@ pub(crate) trait Frontend {
         mark: usize,
     ) -> Role;
     /// A name for an anonymous function value, from the node that binds it.
-    fn name_hint(&self, parent: Node, child: Node, field: Option<&str>, src: &[u8])
-        -> Option<String>;
+    fn name_hint(
+        &self,
+        parent: Node,
+        child: Node,
+        field: Option<&str>,
+        src: &[u8],
+    ) -> Option<String>;
     fn exit<'t>(&self, lw: &mut Lowerer<'t>, node: Node<'t>, role: &Role, mark: usize) -> Exit;
 }
 
@@ -281,7 +286,15 @@ fn lower_file<F: Frontend>(fe: &F, tree: &Tree, src: &[u8], language: Language) 
     let mut functions = Vec::new();
     while let Some(pending) = queue.pop_front() {
         let id = functions.len() as FuncId;
-        let func = lower_unit(fe, pending, id, src, &mut queue, &mut next_id, &mut syntax_errors);
+        let func = lower_unit(
+            fe,
+            pending,
+            id,
+            src,
+            &mut queue,
+            &mut next_id,
+            &mut syntax_errors,
+        );
         functions.push(func);
     }
     let module_vars = module_bindings(&functions[0]);
@@ -337,10 +350,13 @@ fn lower_unit<'t, F: Frontend>(
     } else {
         fe.function_info(root, src)
     };
-    let name = info.name.clone().map_or(pending.name.clone(), |n| match &pending.class {
-        Some(class) => format!("{class}.{n}"),
-        None => n,
-    });
+    let name = info
+        .name
+        .clone()
+        .map_or(pending.name.clone(), |n| match &pending.class {
+            Some(class) => format!("{class}.{n}"),
+            None => n,
+        });
     let mut func = Function::new(&name, info.kind, span_of(root), pending.parent);
     func.is_async = info.is_async;
 

@@ -199,7 +199,12 @@ impl Frontend for Python {
             }
             "list_splat" | "dictionary_splat" => match lw.children(mark).first() {
                 Some(c) => Expr::Unary {
-                    op: if node.kind() == "list_splat" { "*" } else { "**" }.into(),
+                    op: if node.kind() == "list_splat" {
+                        "*"
+                    } else {
+                        "**"
+                    }
+                    .into(),
                     arg: c.expr,
                 },
                 None => return Exit::Nothing,
@@ -211,7 +216,9 @@ impl Frontend for Python {
                 for c in lw.children(mark) {
                     match lw.func.expr(c.expr) {
                         Expr::Str(s) => text.push_str(s),
-                        Expr::Template { text: t, holes: h, .. } => {
+                        Expr::Template {
+                            text: t, holes: h, ..
+                        } => {
                             text.push_str(t);
                             holes.extend(h);
                         }
@@ -233,7 +240,8 @@ impl Frontend for Python {
             "false" => Expr::Bool(false),
             "none" => Expr::Null,
             "pair" => {
-                let (Some(key), Some(value)) = (lw.child(mark, "key"), lw.child(mark, "value")) else {
+                let (Some(key), Some(value)) = (lw.child(mark, "key"), lw.child(mark, "value"))
+                else {
                     return Exit::Nothing;
                 };
                 let key_span = lw.func.span(key);

@@ -116,7 +116,11 @@ pub fn render(report: &Report, colour: bool, source: &dyn Fn(&str) -> Option<Str
     }
     for e in report.errors {
         let line = e.line.map(|l| format!(":{l}")).unwrap_or_default();
-        let label = if e.kind.is_warning() { "warning" } else { "error" };
+        let label = if e.kind.is_warning() {
+            "warning"
+        } else {
+            "error"
+        };
         out.push_str(&format!("{label}: {}{}: {}\n", e.path, line, e.message));
     }
     out

@@ -39,7 +39,9 @@ fn precision(confidence: Confidence) -> &'static str {
 }
 
 fn text(s: impl Into<String>) -> sarif::MultiformatMessageString {
-    sarif::MultiformatMessageString::builder().text(s.into()).build()
+    sarif::MultiformatMessageString::builder()
+        .text(s.into())
+        .build()
 }
 
 fn bag(tags: Option<Vec<String>>, props: &[(&str, serde_json::Value)]) -> sarif::PropertyBag {
@@ -129,7 +131,11 @@ fn location(loc: &Location, message: Option<&str>, id: Option<i64>) -> sarif::Lo
 fn language_tag(path: &str) -> &'static str {
     if path.ends_with(".py") {
         "python"
-    } else if path.ends_with(".ts") || path.ends_with(".tsx") || path.ends_with(".mts") || path.ends_with(".cts") {
+    } else if path.ends_with(".ts")
+        || path.ends_with(".tsx")
+        || path.ends_with(".mts")
+        || path.ends_with(".cts")
+    {
         "ts"
     } else {
         "js"
@@ -155,7 +161,10 @@ fn result(f: &Finding) -> sarif::Result {
         .rule_id(f.rule_id)
         .level(level(f.risk))
         .message(sarif::Message {
-            text: Some(format!("{}. Suggested rewrite: {}.", f.message, f.suggestion.title)),
+            text: Some(format!(
+                "{}. Suggested rewrite: {}.",
+                f.message, f.suggestion.title
+            )),
             markdown: Some(markdown),
             ..Default::default()
         })
@@ -168,11 +177,11 @@ fn result(f: &Finding) -> sarif::Result {
         .build();
     result.rule_index = rule_index.map(|i| i as i64);
     result.related_locations = (!f.related.is_empty()).then(|| {
-            f.related
-                .iter()
-                .enumerate()
-                .map(|(i, r)| location(&r.location, Some(&r.message), Some(i as i64 + 1)))
-                .collect()
+        f.related
+            .iter()
+            .enumerate()
+            .map(|(i, r)| location(&r.location, Some(&r.message), Some(i as i64 + 1)))
+            .collect()
     });
     result
 }
@@ -187,7 +196,11 @@ pub fn render(report: &Report) -> String {
                     text: Some(format!("{}: {}", e.path, e.message)),
                     ..Default::default()
                 })
-                .level(json!(if e.kind.is_warning() { "warning" } else { "error" }))
+                .level(json!(if e.kind.is_warning() {
+                    "warning"
+                } else {
+                    "error"
+                }))
                 .properties(bag(None, &[("kind", json!(e.kind))]))
                 .build();
             n.locations = (!e.path.is_empty()).then(|| {

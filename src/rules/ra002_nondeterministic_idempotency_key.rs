@@ -376,7 +376,13 @@ fn is_call_to(f: &Function, id: ExprId, method: &str) -> bool {
 
 /// A method that truncates a time value to a deliberate window: a date, an
 /// ISO string cut at the day/hour/minute, a `strftime` without seconds.
-fn coarse(cx: &Context, f: &Function, receiver: ExprId, method: &str, args: &[crate::model::Arg]) -> bool {
+fn coarse(
+    cx: &Context,
+    f: &Function,
+    receiver: ExprId,
+    method: &str,
+    args: &[crate::model::Arg],
+) -> bool {
     if cx
         .catalog
         .nondeterministic
@@ -553,7 +559,10 @@ fn rewrite(cx: &Context, site: &SourceSite, sink: &Sink) -> Suggestion {
             &[(whole, cx.text(left).to_string())],
         ));
         return Suggestion {
-            title: format!("Require the caller's key instead of falling back to `{}`", short(cx.text(source_span))),
+            title: format!(
+                "Require the caller's key instead of falling back to `{}`",
+                short(cx.text(source_span))
+            ),
             code: lines.join("\n"),
         };
     }
@@ -567,13 +576,17 @@ fn rewrite(cx: &Context, site: &SourceSite, sink: &Sink) -> Suggestion {
     // swap the time/random part for the caller's id. A bare value gets the
     // business ids too, unless the statement already names them.
     let embedded = f.parents()[chain as usize].is_some_and(|p| {
-        matches!(f.expr(p), Expr::Template { .. } | Expr::Binary { .. } | Expr::Array(_))
+        matches!(
+            f.expr(p),
+            Expr::Template { .. } | Expr::Binary { .. } | Expr::Array(_)
+        )
     });
-    let missing_ids: Vec<&String> = if embedded || ids.iter().any(|i| stmt_text.contains(i.as_str())) {
-        Vec::new()
-    } else {
-        ids.iter().collect()
-    };
+    let missing_ids: Vec<&String> =
+        if embedded || ids.iter().any(|i| stmt_text.contains(i.as_str())) {
+            Vec::new()
+        } else {
+            ids.iter().collect()
+        };
     let replacement = if missing_ids.is_empty() {
         caller.name.clone()
     } else {

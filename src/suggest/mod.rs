@@ -93,11 +93,15 @@ pub fn business_ids(cx: &Context, limit: usize) -> Vec<String> {
         if norm.contains("request")
             || norm.contains("uuid")
             || norm.contains("random")
-            || crate::catalog::catalog().idempotency_sinks.is_key_name(&text)
+            || crate::catalog::catalog()
+                .idempotency_sinks
+                .is_key_name(&text)
             || norm.contains("idempotency")
             || norm.contains("trace")
             || text.contains(['(', '\n', '['])
-            || out.iter().any(|o| o == &text || text.starts_with(&format!("{o}.")))
+            || out
+                .iter()
+                .any(|o| o == &text || text.starts_with(&format!("{o}.")))
         {
             continue;
         }
@@ -113,16 +117,14 @@ pub fn business_ids(cx: &Context, limit: usize) -> Vec<String> {
 
 fn is_id_name(name: &str) -> bool {
     name == "id"
-        || (name.len() > 2 && (name.ends_with("Id") || name.ends_with("_id") || name.ends_with("ID")))
+        || (name.len() > 2
+            && (name.ends_with("Id") || name.ends_with("_id") || name.ends_with("ID")))
 }
 
 /// The text of `stmt` with `edits` (absolute spans, non-overlapping) applied,
 /// dedented to its first line.
 pub fn rewrite(src: &str, stmt: Span, edits: &[(Span, String)]) -> String {
-    let mut edits: Vec<&(Span, String)> = edits
-        .iter()
-        .filter(|(s, _)| stmt.contains(*s))
-        .collect();
+    let mut edits: Vec<&(Span, String)> = edits.iter().filter(|(s, _)| stmt.contains(*s)).collect();
     edits.sort_by_key(|(s, _)| s.start);
     let mut out = String::new();
     let mut at = stmt.start as usize;
