@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use crate::catalog::Catalog;
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
-use crate::model::{CtxId, Expr, ExprId, Family, Function, PropKey, Span};
+use crate::model::{CtxId, CtxKind, Expr, ExprId, Family, Function, PropKey, Span};
 use crate::rules::{Context, RuleMeta};
 use crate::suggest;
 
@@ -44,12 +44,20 @@ impl super::Rule for Rule {
     }
 }
 
+fn opaque(t: Taint) -> Taint {
+    Taint { opaque: true, ..t }
+}
+
 #[derive(Clone, Copy)]
 struct Taint {
     source: ExprId,
     /// Only taken when the caller supplied nothing (`key ?? uuid()`, a
     /// default parameter).
     fallback: bool,
+    /// The value merely contains or was computed from a tainted input (an
+    /// object literal with a tainted field, a call with a tainted argument):
+    /// the value itself may be a key, but its properties are other data.
+    opaque: bool,
 }
 
 struct Sink {
@@ -98,7 +106,7 @@ impl Flow {
                     ..t
                 };
                 if cx.catalog.idempotency_sinks.is_key_name(&param.name) {
-                    flow.sink(t, param.span, &param.name, 0);
+                    flow.sink(cx, t, param.span, &param.name, 0);
                 }
                 flow.locals.insert(param.name.to_string(), t);
             }
@@ -152,18 +160,21 @@ impl Flow {
             return Some(Taint {
                 source: id,
                 fallback: false,
+                opaque: false,
             });
         }
         match expr {
             Expr::Ident(name) => self.locals.get(&**name).copied(),
-            Expr::Member { object, property } => match f.expr(*object) {
-                Expr::Ident(o) => self
-                    .fields
-                    .get(&(o.to_string(), property.to_string()))
-                    .copied()
-                    .or_else(|| self.t(*object)),
-                _ => self.t(*object),
-            },
+            Expr::Member { object, property } => {
+                let field = match f.expr(*object) {
+                    Expr::Ident(o) => self
+                        .fields
+                        .get(&(o.to_string(), property.to_string()))
+                        .copied(),
+                    _ => None,
+                };
+                field.or_else(|| self.t(*object).filter(|t| !t.opaque))
+            }
             Expr::Index { object, index } => {
                 if is_call_to(f, *object, "split") {
                     return None;
@@ -171,7 +182,7 @@ impl Flow {
                 self.t(*object).or_else(|| self.t(*index))
             }
             Expr::Call { callee, args } => {
-                let from_args = || args.iter().find_map(|a| self.t(a.value));
+                let from_args = || args.iter().find_map(|a| self.t(a.value)).map(opaque);
                 match f.expr(*callee) {
                     Expr::Member { object, property } => {
                         if coarse(cx, f, *object, property, args) {
@@ -183,7 +194,7 @@ impl Flow {
                     _ => from_args(),
                 }
             }
-            Expr::New { args, .. } => args.iter().find_map(|a| self.t(a.value)),
+            Expr::New { args, .. } => args.iter().find_map(|a| self.t(a.value)).map(opaque),
             Expr::Binary { op, left, right } => match &**op {
                 "??" | "||" | "or" => match (self.t(*left), self.t(*right)) {
                     (Some(t), _) => Some(t),
@@ -228,11 +239,12 @@ impl Flow {
             | Expr::Bool(_)
             | Expr::Null
             | Expr::This => None,
-            Expr::Await(_)
-            | Expr::Template { .. }
-            | Expr::Object(_)
-            | Expr::Array(_)
-            | Expr::Other(_) => {
+            Expr::Object(_) | Expr::Array(_) => {
+                let mut kids = Vec::new();
+                f.children(id, &mut kids);
+                kids.into_iter().find_map(|k| self.t(k)).map(opaque)
+            }
+            Expr::Await(_) | Expr::Template { .. } | Expr::Other(_) => {
                 let mut kids = Vec::new();
                 f.children(id, &mut kids);
                 kids.into_iter().find_map(|k| self.t(k))
@@ -267,12 +279,15 @@ impl Flow {
         }
     }
 
-    fn sink(&mut self, t: Taint, span: Span, name: &str, ctx: CtxId) {
+    /// Files a sink of `t`'s source. A sink reached only when the caller sent
+    /// no key counts as a fallback: a branch whose test checks that very name
+    /// (`if not idempotency_key: idempotency_key = uuid4()`).
+    fn sink(&mut self, cx: &Context, t: Taint, span: Span, name: &str, ctx: CtxId) {
         let sink = Sink {
             span,
             name: name.to_string(),
             ctx,
-            fallback: t.fallback,
+            fallback: t.fallback || branch_tests_name(cx, ctx, name),
         };
         match self.by_source.iter_mut().find(|(s, _)| *s == t.source) {
             Some((_, sinks)) => sinks.push(sink),
@@ -293,7 +308,7 @@ impl Flow {
                 };
                 if let (Some(name), Some(t)) = (name, self.t(*value)) {
                     if sinks.is_key_name(&name) {
-                        self.sink(t, f.span(id), &name, ctx);
+                        self.sink(cx, t, f.span(id), &name, ctx);
                     }
                 }
             }
@@ -305,7 +320,7 @@ impl Flow {
                                 start: p.key_span.start,
                                 end: f.span(p.value).end.max(p.key_span.end),
                             };
-                            self.sink(t, span, k, ctx);
+                            self.sink(cx, t, span, k, ctx);
                         }
                     }
                 }
@@ -318,7 +333,7 @@ impl Flow {
                         if sinks.is_key_name(k)
                             || (queue_call && sinks.queue_options.iter().any(|q| **q == **k))
                         {
-                            self.sink(t, f.span(a.value), k, ctx);
+                            self.sink(cx, t, f.span(a.value), k, ctx);
                         }
                     }
                     if !queue_call {
@@ -334,7 +349,7 @@ impl Flow {
                                     start: p.key_span.start,
                                     end: f.span(p.value).end,
                                 };
-                                self.sink(t, span, k, ctx);
+                                self.sink(cx, t, span, k, ctx);
                             }
                         }
                     }
@@ -344,7 +359,7 @@ impl Flow {
                         (f.string_value(args[0].value), self.t(args[1].value))
                     {
                         if sinks.is_key_name(header) {
-                            self.sink(t, f.span(id), header, ctx);
+                            self.sink(cx, t, f.span(id), header, ctx);
                         }
                     }
                 }
@@ -352,6 +367,23 @@ impl Flow {
             _ => {}
         }
     }
+}
+
+/// Whether `ctx` lies in a branch whose condition mentions `name` (as an
+/// identifier, a property or a string such as `"Idempotency-Key" in headers`).
+fn branch_tests_name(cx: &Context, ctx: CtxId, name: &str) -> bool {
+    let f = cx.func;
+    f.ctx_chain(ctx).any(|(_, c)| {
+        matches!(c.kind, CtxKind::Then | CtxKind::Else)
+            && c.test.is_some_and(|test| {
+                f.descendants(test).into_iter().any(|e| match f.expr(e) {
+                    Expr::Ident(n) => &**n == name,
+                    Expr::Member { property, .. } => &**property == name,
+                    Expr::Str(s) => &**s == name,
+                    _ => false,
+                })
+            })
+    })
 }
 
 /// A call (or `new Date()`) that yields a new value every time.
