@@ -6,14 +6,50 @@ use serde::Deserialize;
 
 const CATALOG_TOML: &str = include_str!("../rules/catalog.toml");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     pub nondeterministic: Nondeterministic,
     pub idempotency_sinks: IdempotencySinks,
+    /// The team's own helpers, from the config's `[catalog]` table.
+    #[serde(skip)]
+    pub ext: Extensions,
 }
 
-#[derive(Debug, Deserialize)]
+/// Config-supplied call patterns per effect kind (see `filter::config`).
+#[derive(Debug, Clone, Default)]
+pub struct Extensions {
+    pub db_read: Vec<CallPattern>,
+    pub db_insert: Vec<CallPattern>,
+    pub db_upsert: Vec<CallPattern>,
+    pub payment: Vec<CallPattern>,
+    pub external: Vec<CallPattern>,
+    pub lock_acquire: Vec<CallPattern>,
+    pub lock_release: Vec<CallPattern>,
+}
+
+impl Catalog {
+    /// The built-in catalogue plus a config's extensions.
+    pub fn extended(ext: &crate::filter::config::CatalogExtensions) -> Catalog {
+        let mut c = catalog().clone();
+        let compile = |v: &[String]| v.iter().map(|p| CallPattern::new(p)).collect::<Vec<_>>();
+        c.nondeterministic
+            .calls
+            .extend(compile(&ext.nondeterministic));
+        c.ext = Extensions {
+            db_read: compile(&ext.db_read),
+            db_insert: compile(&ext.db_insert),
+            db_upsert: compile(&ext.db_upsert),
+            payment: compile(&ext.payment),
+            external: compile(&ext.external),
+            lock_acquire: compile(&ext.lock_acquire),
+            lock_release: compile(&ext.lock_release),
+        };
+        c
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Nondeterministic {
     pub calls: Vec<CallPattern>,
@@ -21,7 +57,7 @@ pub struct Nondeterministic {
     pub coarse_methods: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdempotencySinks {
     pub words: Vec<String>,

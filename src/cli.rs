@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Scan files and directories for hazards.
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// List every rule.
     Rules {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
@@ -29,6 +29,12 @@ pub enum Command {
     Explain {
         /// A rule code, e.g. RA002.
         code: String,
+    },
+    /// Write a commented starter `reentrancy-audit.toml`.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -43,6 +49,8 @@ pub enum Format {
     Human,
     Json,
     Sarif,
+    /// GitHub Actions workflow commands (annotations).
+    Github,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,9 +81,9 @@ pub struct ScanArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Exit 1 when a finding at or above this risk is reported.
-    #[arg(long, value_enum, default_value_t = FailOn::Low)]
-    pub fail_on: FailOn,
+    /// Exit 1 when a finding at or above this risk is reported [default: low].
+    #[arg(long, value_enum)]
+    pub fail_on: Option<FailOn>,
 
     /// Report only findings at or above this risk.
     #[arg(long, value_enum)]
@@ -97,26 +105,47 @@ pub struct ScanArgs {
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
 
-    /// Skip files larger than this (bytes, or with a K/M suffix).
-    #[arg(long, default_value = "5M", value_parser = parse_size)]
-    pub max_file_size: u64,
+    /// Skip files larger than this (bytes, or with a K/M suffix) [default: 5M].
+    #[arg(long, value_parser = parse_size)]
+    pub max_file_size: Option<u64>,
 
     /// Abandon a file whose parse takes longer than this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub file_timeout_ms: u64,
+
+    /// Use this config file instead of the one found by walking up.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+
+    /// Ignore any config file.
+    #[arg(long)]
+    pub no_config: bool,
+
+    /// Report only findings that are not in this baseline.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Record the current findings as a baseline (and exit 0).
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// Report only findings on lines changed since this git ref.
+    #[arg(long, value_name = "REF")]
+    pub since: Option<String>,
+
+    /// Read the source from stdin and report it under this name.
+    #[arg(long, value_name = "NAME")]
+    pub stdin_filename: Option<PathBuf>,
+
+    /// Report suppression comments that suppress nothing (they fail the gate).
+    #[arg(long)]
+    pub report_unused_ignores: bool,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1024),
-        Some('m') => (&t[..t.len() - 1], 1024 * 1024),
-        Some('g') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("`{s}` is not a size (examples: 5000000, 512K, 5M)"))
+    reentrancy_audit::filter::config::parse_size(s)
 }

@@ -1,17 +1,23 @@
 mod cli;
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
 use cli::{Cli, Command, FailOn, Format, Level, ListFormat, ScanArgs};
-use reentrancy_audit::filter;
+use reentrancy_audit::catalog::Catalog;
+use reentrancy_audit::discover::display_path;
+use reentrancy_audit::filter::config::{self, PathFilter};
+use reentrancy_audit::filter::{self, baseline, since};
 use reentrancy_audit::finding::{Confidence, Risk};
+use reentrancy_audit::model::Language;
 use reentrancy_audit::report::{self, Report, Summary};
 use reentrancy_audit::rules::{by_code, RULES};
-use reentrancy_audit::scan::{scan, ScanOptions};
+use reentrancy_audit::scan::{scan, scan_text_result, ScanOptions};
 
 /// No finding reached `--fail-on`.
 const EXIT_CLEAN: u8 = 0;
@@ -23,9 +29,10 @@ const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Scan(args) => run_scan(args),
+        Command::Scan(args) => run_scan(*args),
         Command::Rules { format } => list_rules(format),
         Command::Explain { code } => explain(&code),
+        Command::Init { force } => init(force),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -53,7 +60,6 @@ fn confidence(level: Level) -> Confidence {
 }
 
 fn run_scan(args: ScanArgs) -> Result<u8, String> {
-    let rules = filter::select_rules(&args.select, &args.ignore)?;
     let paths = if args.paths.is_empty() {
         vec![".".into()]
     } else {
@@ -62,34 +68,123 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
     if args.jobs == Some(0) {
         return Err("--jobs must be at least 1".to_string());
     }
-    let opts = ScanOptions {
-        paths,
-        rules,
-        max_file_size: args.max_file_size,
-        jobs: args.jobs,
-        file_time_budget: Duration::from_millis(args.file_timeout_ms),
+    let loaded = load_config(&args, &paths)?;
+    let config = &loaded.config;
+
+    // The command line wins over the config.
+    let strings =
+        |v: &[toml::Spanned<String>]| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
+    let select = if args.select.is_empty() {
+        strings(&config.select)
+    } else {
+        args.select.clone()
     };
-    let result = scan(&opts);
-    let findings = filter::apply_floors(
-        result.findings.clone(),
-        args.min_risk.map(risk),
-        args.min_confidence.map(confidence),
-    );
-    let summary = Summary::new(&result, &findings, 0);
+    let mut ignore = strings(&config.ignore);
+    ignore.extend(args.ignore.iter().cloned());
+    let rules = filter::select_rules(&select, &ignore)?;
+    let fail_on = match args.fail_on {
+        Some(f) => fail_on_risk(f),
+        None => config.fail_on.map_or(Some(Risk::Low), |l| l.risk()),
+    };
+    let min_risk = args
+        .min_risk
+        .map(risk)
+        .or(config.min_risk.and_then(|l| l.risk()));
+    let min_confidence = args
+        .min_confidence
+        .map(confidence)
+        .or(config.min_confidence.and_then(|l| l.confidence()));
+    let mut opts = ScanOptions::new(paths.clone(), rules);
+    opts.max_file_size = args
+        .max_file_size
+        .or(config.max_file_size.as_ref().map(|s| s.get_ref().0))
+        .unwrap_or(5 << 20);
+    opts.jobs = args.jobs;
+    opts.file_time_budget = Duration::from_millis(args.file_timeout_ms);
+    opts.catalog = Some(Arc::new(Catalog::extended(&config.catalog)));
+    opts.path_filter = loaded
+        .path
+        .is_some()
+        .then(|| Arc::new(PathFilter::new(&loaded)));
+    opts.progress = !args.no_progress && args.format == Format::Human && args.output.is_none();
+
+    let mut stdin_text = None;
+    let result = match &args.stdin_filename {
+        Some(name) => {
+            let language = Language::from_path(name).ok_or_else(|| {
+                format!(
+                    "--stdin-filename {}: not a JavaScript, TypeScript or Python file name",
+                    name.display()
+                )
+            })?;
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
+            let result = scan_text_result(&display_path(name), language, &text, &opts);
+            stdin_text = Some(text);
+            result
+        }
+        None => scan(&opts),
+    };
+
+    let overrides: Vec<(String, Risk)> = config
+        .rules
+        .iter()
+        .filter_map(|(code, o)| Some((code.get_ref().to_ascii_uppercase(), o.risk?.risk()?)))
+        .collect();
+    let mut findings = result.findings.clone();
+    for f in &mut findings {
+        if let Some((_, r)) = overrides.iter().find(|(c, _)| c == f.rule_id) {
+            f.risk = *r;
+        }
+    }
+    let mut findings = filter::apply_floors(findings, min_risk, min_confidence);
+    if let Some(path) = &args.write_baseline {
+        baseline::write(path, &findings)?;
+        eprintln!(
+            "wrote {} finding(s) to the baseline {}",
+            findings.len(),
+            path.display()
+        );
+        return Ok(EXIT_CLEAN);
+    }
+    if let Some(path) = &args.baseline {
+        let known = baseline::read(path)?;
+        findings.retain(|f| !known.contains(&f.fingerprint));
+    }
+    if let Some(rev) = &args.since {
+        let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+        let changes = since::changes(rev, &cwd)?;
+        findings.retain(|f| changes.touches(f, &cwd));
+    }
+    let unused = if args.report_unused_ignores {
+        result.unused_suppressions.clone()
+    } else {
+        Vec::new()
+    };
+
+    let summary = Summary::new(&result, &findings, result.suppressed);
     let report = Report {
         findings: &findings,
         errors: &result.errors,
+        unused_suppressions: &unused,
         summary: &summary,
     };
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let source = |path: &str| -> Option<String> {
+        match &stdin_text {
+            Some(text) => Some(text.strip_prefix('\u{feff}').unwrap_or(text).to_string()),
+            None => read_source(path),
+        }
+    };
     let rendered = match args.format {
         Format::Json => report::json::render(&report),
         Format::Sarif => report::sarif::render(&report),
-        Format::Human => report::human::render(
-            &report,
-            report::human::use_colour(to_terminal),
-            &read_source,
-        ),
+        Format::Github => report::github::render(&report),
+        Format::Human => {
+            report::human::render(&report, report::human::use_colour(to_terminal), &source)
+        }
     };
     match &args.output {
         Some(path) => std::fs::write(path, &rendered)
@@ -105,14 +200,66 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
     } else {
         println!("{}", summary.line());
     }
-    let threshold = match args.fail_on {
+    let failed =
+        fail_on.is_some_and(|t| findings.iter().any(|f| f.risk >= t)) || !unused.is_empty();
+    Ok(if failed { EXIT_FINDINGS } else { EXIT_CLEAN })
+}
+
+fn fail_on_risk(f: FailOn) -> Option<Risk> {
+    match f {
         FailOn::Never => None,
         FailOn::Low => Some(Risk::Low),
         FailOn::Medium => Some(Risk::Medium),
         FailOn::High => Some(Risk::High),
+    }
+}
+
+/// The config named by `--config`, or found by walking up from the first
+/// path (the stdin file name's folder in stdin mode).
+fn load_config(args: &ScanArgs, paths: &[PathBuf]) -> Result<config::Loaded, String> {
+    if args.no_config {
+        return Ok(config::Loaded::default());
+    }
+    let found = match &args.config {
+        Some(file) => config::load(file).map(Some),
+        None => {
+            let start = match &args.stdin_filename {
+                Some(name) => name
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+                None => paths[0].clone(),
+            };
+            config::discover(&start)
+        }
     };
-    let failed = threshold.is_some_and(|t| findings.iter().any(|f| f.risk >= t));
-    Ok(if failed { EXIT_FINDINGS } else { EXIT_CLEAN })
+    match found {
+        Ok(loaded) => Ok(loaded.unwrap_or_default()),
+        Err(err) => {
+            let mut out = String::new();
+            let handler = miette::GraphicalReportHandler::new_themed(
+                miette::GraphicalTheme::unicode_nocolor(),
+            );
+            if handler.render_report(&mut out, err.as_ref()).is_ok() {
+                eprint!("{out}");
+            }
+            Err(err.to_string())
+        }
+    }
+}
+
+fn init(force: bool) -> Result<u8, String> {
+    let path = Path::new(config::CONFIG_FILE);
+    if path.exists() && !force {
+        return Err(format!(
+            "{} exists; use --force to overwrite it",
+            path.display()
+        ));
+    }
+    std::fs::write(path, config::STARTER)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(EXIT_CLEAN)
 }
 
 fn read_source(path: &str) -> Option<String> {

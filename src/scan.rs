@@ -2,14 +2,20 @@
 //! parse → lower → rules → findings; then sort once.
 
 use std::cell::RefCell;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::catalog;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::catalog::{catalog, Catalog};
 use crate::discover::{discover, SourceFile};
+use crate::filter::config::PathFilter;
+use crate::filter::suppress::{self, UnusedSuppression};
 use crate::finding::{Finding, LineIndex, RawFinding, Related};
 use crate::lang::{lower, Parsers};
 use crate::model::{FileModel, Span};
@@ -27,12 +33,14 @@ pub enum ErrorKind {
     Encoding,
     Syntax,
     Timeout,
+    /// Only in SARIF notifications: a suppression that covered nothing.
+    UnusedSuppression,
 }
 
 impl ErrorKind {
     /// Syntax errors still produce findings for the parts that parsed.
     pub fn is_warning(self) -> bool {
-        self == ErrorKind::Syntax
+        matches!(self, ErrorKind::Syntax | ErrorKind::UnusedSuppression)
     }
 }
 
@@ -76,6 +84,31 @@ pub struct ScanOptions {
     pub jobs: Option<usize>,
     /// A file whose parse takes longer is abandoned with an error entry.
     pub file_time_budget: Duration,
+    /// The catalogue with the config's extensions (`None`: built-in only).
+    pub catalog: Option<Arc<Catalog>>,
+    /// The config's include/exclude globs.
+    pub path_filter: Option<Arc<PathFilter>>,
+    /// Show a progress bar on stderr (only on a terminal, never in CI).
+    pub progress: bool,
+}
+
+impl ScanOptions {
+    pub fn new(paths: Vec<PathBuf>, rules: Vec<&'static dyn Rule>) -> ScanOptions {
+        ScanOptions {
+            paths,
+            rules,
+            max_file_size: 5 << 20,
+            jobs: None,
+            file_time_budget: Duration::from_secs(10),
+            catalog: None,
+            path_filter: None,
+            progress: false,
+        }
+    }
+
+    fn catalog(&self) -> &Catalog {
+        self.catalog.as_deref().unwrap_or_else(|| catalog())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +119,8 @@ pub struct ScanResult {
     pub bytes: u64,
     pub lines: u64,
     pub elapsed: Duration,
+    pub suppressed: usize,
+    pub unused_suppressions: Vec<UnusedSuppression>,
 }
 
 #[derive(Default)]
@@ -94,6 +129,8 @@ struct FileOutcome {
     errors: Vec<FileError>,
     bytes: u64,
     lines: u64,
+    suppressed: usize,
+    unused: Vec<UnusedSuppression>,
 }
 
 thread_local! {
@@ -103,11 +140,20 @@ thread_local! {
 pub fn scan(opts: &ScanOptions) -> ScanResult {
     let started = Instant::now();
     let mut errors = Vec::new();
-    let files = discover(&opts.paths, &mut errors);
+    let mut files = discover(&opts.paths, &mut errors);
+    if let Some(filter) = &opts.path_filter {
+        let explicit = |f: &SourceFile| opts.paths.iter().any(|p| p == &f.path);
+        files.retain(|f| !filter.excluded(&f.path) && (explicit(f) || filter.included(&f.path)));
+    }
+    let bar = progress_bar(opts.progress, files.len());
     let run = || {
         files
             .par_iter()
-            .map(|file| scan_file(file, opts))
+            .map(|file| {
+                let outcome = scan_file(file, opts);
+                bar.inc(1);
+                outcome
+            })
             .collect::<Vec<_>>()
     };
     let outcomes = match opts.jobs {
@@ -126,13 +172,33 @@ pub fn scan(opts: &ScanOptions) -> ScanResult {
         errors.extend(outcome.errors);
         result.bytes += outcome.bytes;
         result.lines += outcome.lines;
+        result.suppressed += outcome.suppressed;
+        result.unused_suppressions.extend(outcome.unused);
     }
+    bar.finish_and_clear();
     sort_findings(&mut result.findings);
+    result
+        .unused_suppressions
+        .sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     errors.sort_by(|a, b| (&a.path, a.line, a.kind).cmp(&(&b.path, b.line, b.kind)));
     errors.dedup();
     result.errors = errors;
     result.elapsed = started.elapsed();
     result
+}
+
+fn progress_bar(enabled: bool, files: usize) -> ProgressBar {
+    let on_terminal = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+    if !enabled || !on_terminal || files < 200 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(files as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} scanning {pos}/{len} files [{elapsed}] {wide_bar}")
+    {
+        bar.set_style(style);
+    }
+    bar
 }
 
 pub fn sort_findings(findings: &mut [Finding]) {
@@ -271,7 +337,12 @@ fn scan_source(
             line: Some(index.position(first.start as usize).line),
         });
     }
-    outcome.findings = analyse(path, text, &model, &opts.rules, &index);
+    let findings = analyse(path, text, &model, &opts.rules, opts.catalog(), &index);
+    let ran: Vec<&str> = opts.rules.iter().map(|r| r.meta().code).collect();
+    let (kept, suppressed, unused) = suppress::apply(path, text, findings, &ran);
+    outcome.findings = kept;
+    outcome.suppressed = suppressed;
+    outcome.unused = unused;
 }
 
 /// Runs the rules over every function of a lowered file.
@@ -280,9 +351,9 @@ pub fn analyse(
     src: &str,
     model: &FileModel,
     rules: &[&'static dyn Rule],
+    cat: &Catalog,
     index: &LineIndex,
 ) -> Vec<Finding> {
-    let cat = catalog();
     let mut findings = Vec::new();
     let mut raw = Vec::new();
     for func in &model.functions {
@@ -373,7 +444,28 @@ pub fn scan_text(
     text: &str,
     opts: &ScanOptions,
 ) -> (Vec<Finding>, Vec<FileError>) {
+    let result = scan_text_result(path, language, text, opts);
+    (result.findings, result.errors)
+}
+
+/// Like [`scan_text`], with the counts a report needs (stdin mode).
+pub fn scan_text_result(
+    path: &str,
+    language: crate::model::Language,
+    text: &str,
+    opts: &ScanOptions,
+) -> ScanResult {
+    let started = Instant::now();
     let mut outcome = FileOutcome::default();
     scan_source(path, language, text.as_bytes(), opts, &mut outcome);
-    (outcome.findings, outcome.errors)
+    ScanResult {
+        findings: outcome.findings,
+        errors: outcome.errors,
+        files_scanned: 1,
+        bytes: outcome.bytes,
+        lines: outcome.lines,
+        elapsed: started.elapsed(),
+        suppressed: outcome.suppressed,
+        unused_suppressions: outcome.unused,
+    }
 }

@@ -108,12 +108,11 @@ fn examples(doc: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn doc_examples_are_reported_exactly_when_bad() {
-    let opts = ScanOptions {
-        paths: Vec::new(),
-        rules: RULES.to_vec(),
-        max_file_size: 1 << 20,
-        jobs: Some(1),
-        file_time_budget: Duration::from_secs(10),
+    let opts = {
+        let mut o = ScanOptions::new(Vec::new(), RULES.to_vec());
+        o.jobs = Some(1);
+        o.file_time_budget = Duration::from_secs(10);
+        o
     };
     let mut problems = Vec::new();
     for rule in RULES {

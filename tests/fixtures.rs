@@ -110,12 +110,11 @@ fn fixture_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn options() -> ScanOptions {
-    ScanOptions {
-        paths: Vec::new(),
-        rules: RULES.to_vec(),
-        max_file_size: 5 << 20,
-        jobs: Some(1),
-        file_time_budget: Duration::from_secs(30),
+    {
+        let mut o = ScanOptions::new(Vec::new(), RULES.to_vec());
+        o.jobs = Some(1);
+        o.file_time_budget = Duration::from_secs(30);
+        o
     }
 }
 

@@ -1,4 +1,10 @@
-//! Which findings are reported: rule selection and risk/confidence floors.
+//! Which findings are reported: rule selection, risk/confidence floors,
+//! config, inline suppressions, baselines and `--since`.
+
+pub mod baseline;
+pub mod config;
+pub mod since;
+pub mod suppress;
 
 use crate::finding::{Confidence, Finding, Risk};
 use crate::rules::{by_code, Rule, RULES};

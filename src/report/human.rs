@@ -114,6 +114,17 @@ pub fn render(report: &Report, colour: bool, source: &dyn Fn(&str) -> Option<Str
         }
         out.push('\n');
     }
+    for u in report.unused_suppressions {
+        let codes = if u.codes.is_empty() {
+            "all rules".to_string()
+        } else {
+            u.codes.join(", ")
+        };
+        out.push_str(&format!(
+            "warning: {}:{}: unused suppression ({codes}): nothing is reported there\n",
+            u.path, u.line
+        ));
+    }
     for e in report.errors {
         let line = e.line.map(|l| format!(":{l}")).unwrap_or_default();
         let label = if e.kind.is_warning() {

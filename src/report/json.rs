@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::{Report, Summary};
+use crate::filter::suppress::UnusedSuppression;
 use crate::finding::Finding;
 use crate::scan::FileError;
 
@@ -21,6 +22,8 @@ struct Document<'a> {
     tool: Tool,
     findings: &'a [Finding],
     errors: &'a [FileError],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    unused_suppressions: &'a [UnusedSuppression],
     summary: &'a Summary,
 }
 
@@ -33,6 +36,7 @@ pub fn render(report: &Report) -> String {
         },
         findings: report.findings,
         errors: report.errors,
+        unused_suppressions: report.unused_suppressions,
         summary: report.summary,
     };
     let mut out = serde_json::to_string_pretty(&doc).expect("report serialises");

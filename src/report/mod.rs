@@ -1,11 +1,13 @@
 //! Renders a scan: human (miette), JSON, SARIF 2.1.0, GitHub annotations.
 
+pub mod github;
 pub mod human;
 pub mod json;
 pub mod sarif;
 
 use serde::Serialize;
 
+use crate::filter::suppress::UnusedSuppression;
 use crate::finding::{Finding, Risk};
 use crate::scan::{FileError, ScanResult};
 
@@ -78,5 +80,6 @@ impl Summary {
 pub struct Report<'a> {
     pub findings: &'a [Finding],
     pub errors: &'a [FileError],
+    pub unused_suppressions: &'a [UnusedSuppression],
     pub summary: &'a Summary,
 }

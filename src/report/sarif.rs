@@ -187,8 +187,25 @@ fn result(f: &Finding) -> sarif::Result {
 }
 
 pub fn render(report: &Report) -> String {
-    let notifications: Vec<sarif::Notification> = report
-        .errors
+    let unused = report
+        .unused_suppressions
+        .iter()
+        .map(|u| crate::scan::FileError {
+            path: u.path.clone(),
+            kind: crate::scan::ErrorKind::UnusedSuppression,
+            message: format!(
+                "unused suppression ({})",
+                if u.codes.is_empty() {
+                    "all rules".to_string()
+                } else {
+                    u.codes.join(", ")
+                }
+            ),
+            line: Some(u.line),
+        });
+    let all_errors: Vec<crate::scan::FileError> =
+        report.errors.iter().cloned().chain(unused).collect();
+    let notifications: Vec<sarif::Notification> = all_errors
         .iter()
         .map(|e| {
             let mut n = sarif::Notification::builder()
