@@ -94,6 +94,16 @@ impl CallPattern {
         }
     }
 
+    /// The last segment that is a literal name (not `*`): a call matching
+    /// the pattern always has it in its text.
+    pub fn literal_segment(&self) -> Option<&str> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| *s != "*")
+            .map(String::as_str)
+    }
+
     /// Matches a callee path as given by `Function::path` (calls in the chain
     /// appear as `()` segments and never match a name).
     pub fn matches(&self, path: &[&str]) -> bool {

@@ -144,6 +144,21 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Parse every file, even those in which no rule can fire (the
+    /// prefilter never changes the findings; this is for checking that).
+    #[arg(long)]
+    pub no_prefilter: bool,
+
+    /// Print where the time went (read, prefilter, parse, walk, rules,
+    /// report) as JSON on stderr.
+    #[arg(long)]
+    pub timings: bool,
+
+    /// Diagnostic: read, parse and walk every tree once, without analysis
+    /// (the yardstick for benchmarks).
+    #[arg(long)]
+    pub parse_only: bool,
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {

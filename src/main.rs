@@ -107,6 +107,8 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
         .is_some()
         .then(|| Arc::new(PathFilter::new(&loaded)));
     opts.progress = !args.no_progress && args.format == Format::Human && args.output.is_none();
+    opts.prefilter = !args.no_prefilter;
+    opts.parse_only = args.parse_only;
 
     let mut stdin_text = None;
     let result = match &args.stdin_filename {
@@ -165,6 +167,7 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
     };
 
     let summary = Summary::new(&result, &findings, result.suppressed);
+    let report_started = std::time::Instant::now();
     let report = Report {
         findings: &findings,
         errors: &result.errors,
@@ -194,6 +197,15 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = stdout.write_all(rendered.as_bytes());
         }
+    }
+    if args.timings {
+        let mut timings = serde_json::to_value(&result.timings).expect("timings serialise");
+        timings["report_ms"] = (report_started.elapsed().as_secs_f64() * 1000.0).into();
+        timings["wall_ms"] = (result.elapsed.as_secs_f64() * 1000.0).into();
+        timings["files"] = result.files_scanned.into();
+        timings["bytes"] = result.bytes.into();
+        timings["lines"] = result.lines.into();
+        eprintln!("timings: {timings}");
     }
     if args.format != Format::Human || args.output.is_some() {
         eprintln!("{}", summary.line());

@@ -90,6 +90,10 @@ pub struct ScanOptions {
     pub path_filter: Option<Arc<PathFilter>>,
     /// Show a progress bar on stderr (only on a terminal, never in CI).
     pub progress: bool,
+    /// Skip files that contain none of the enabled rules' trigger tokens.
+    pub prefilter: bool,
+    /// Diagnostic: read, parse and walk every tree once; no analysis.
+    pub parse_only: bool,
 }
 
 impl ScanOptions {
@@ -103,6 +107,8 @@ impl ScanOptions {
             catalog: None,
             path_filter: None,
             progress: false,
+            prefilter: true,
+            parse_only: false,
         }
     }
 
@@ -121,6 +127,38 @@ pub struct ScanResult {
     pub elapsed: Duration,
     pub suppressed: usize,
     pub unused_suppressions: Vec<UnusedSuppression>,
+    pub timings: Timings,
+}
+
+/// Where the time went, summed over files (so over threads: CPU time).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Timings {
+    pub read_ms: f64,
+    pub prefilter_ms: f64,
+    pub parse_ms: f64,
+    /// One full tree walk (parse-only mode) or the lowering walk.
+    pub walk_ms: f64,
+    pub rules_ms: f64,
+    pub files_parsed: usize,
+    pub files_skipped_by_prefilter: usize,
+    pub tree_nodes: u64,
+}
+
+impl Timings {
+    fn add(&mut self, other: &Timings) {
+        self.read_ms += other.read_ms;
+        self.prefilter_ms += other.prefilter_ms;
+        self.parse_ms += other.parse_ms;
+        self.walk_ms += other.walk_ms;
+        self.rules_ms += other.rules_ms;
+        self.files_parsed += other.files_parsed;
+        self.files_skipped_by_prefilter += other.files_skipped_by_prefilter;
+        self.tree_nodes += other.tree_nodes;
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
 }
 
 #[derive(Default)]
@@ -131,6 +169,41 @@ struct FileOutcome {
     lines: u64,
     suppressed: usize,
     unused: Vec<UnusedSuppression>,
+    timings: Timings,
+}
+
+/// The trigger tokens of the enabled rules; a file with none of them cannot
+/// produce a finding and is not parsed.
+pub struct Prefilter {
+    matcher: Option<aho_corasick::AhoCorasick>,
+}
+
+impl Prefilter {
+    pub fn new(opts: &ScanOptions) -> Prefilter {
+        if !opts.prefilter || opts.parse_only {
+            return Prefilter { matcher: None };
+        }
+        let mut words = Vec::new();
+        for rule in &opts.rules {
+            match rule.triggers(opts.catalog()) {
+                Some(w) => words.extend(w),
+                // A rule that cannot name its triggers needs every file.
+                None => return Prefilter { matcher: None },
+            }
+        }
+        words.retain(|w| !w.is_empty());
+        words.sort();
+        words.dedup();
+        let matcher = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(&words)
+            .ok();
+        Prefilter { matcher }
+    }
+
+    pub fn may_match(&self, bytes: &[u8]) -> bool {
+        self.matcher.as_ref().is_none_or(|m| m.is_match(bytes))
+    }
 }
 
 thread_local! {
@@ -146,11 +219,12 @@ pub fn scan(opts: &ScanOptions) -> ScanResult {
         files.retain(|f| !filter.excluded(&f.path) && (explicit(f) || filter.included(&f.path)));
     }
     let bar = progress_bar(opts.progress, files.len());
+    let prefilter = Prefilter::new(opts);
     let run = || {
         files
             .par_iter()
             .map(|file| {
-                let outcome = scan_file(file, opts);
+                let outcome = scan_file(file, opts, &prefilter);
                 bar.inc(1);
                 outcome
             })
@@ -174,6 +248,7 @@ pub fn scan(opts: &ScanOptions) -> ScanResult {
         result.lines += outcome.lines;
         result.suppressed += outcome.suppressed;
         result.unused_suppressions.extend(outcome.unused);
+        result.timings.add(&outcome.timings);
     }
     bar.finish_and_clear();
     sort_findings(&mut result.findings);
@@ -220,8 +295,9 @@ pub fn sort_findings(findings: &mut [Finding]) {
     });
 }
 
-fn scan_file(file: &SourceFile, opts: &ScanOptions) -> FileOutcome {
+fn scan_file(file: &SourceFile, opts: &ScanOptions, prefilter: &Prefilter) -> FileOutcome {
     let mut outcome = FileOutcome::default();
+    let started = Instant::now();
     let path = &file.display;
     match std::fs::metadata(&file.path) {
         Ok(meta) if meta.len() > opts.max_file_size => {
@@ -250,7 +326,8 @@ fn scan_file(file: &SourceFile, opts: &ScanOptions) -> FileOutcome {
             return outcome;
         }
     };
-    scan_source(path, file.language, &bytes, opts, &mut outcome);
+    outcome.timings.read_ms = ms(started);
+    scan_source(path, file.language, &bytes, opts, prefilter, &mut outcome);
     outcome
 }
 
@@ -260,9 +337,11 @@ fn scan_source(
     language: crate::model::Language,
     bytes: &[u8],
     opts: &ScanOptions,
+    prefilter: &Prefilter,
     outcome: &mut FileOutcome,
 ) {
     outcome.bytes = bytes.len() as u64;
+
     let sniff = &bytes[..bytes.len().min(8192)];
     if sniff.contains(&0) {
         outcome.errors.push(FileError {
@@ -292,7 +371,14 @@ fn scan_source(
     };
     // A byte-order mark is not part of the code; columns count from after it.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    outcome.lines = text.lines().count() as u64;
+    outcome.lines = bytecount_lines(text.as_bytes());
+    let started = Instant::now();
+    let may_match = prefilter.may_match(bytes);
+    outcome.timings.prefilter_ms = ms(started);
+    if !may_match {
+        outcome.timings.files_skipped_by_prefilter = 1;
+        return;
+    }
 
     let started = Instant::now();
     let budget = opts.file_time_budget;
@@ -323,8 +409,19 @@ fn scan_source(
         });
         return;
     };
+    outcome.timings.parse_ms = ms(started);
+    outcome.timings.files_parsed = 1;
+    if opts.parse_only {
+        let walk = Instant::now();
+        outcome.timings.tree_nodes = walk_tree(&tree);
+        outcome.timings.walk_ms = ms(walk);
+        return;
+    }
+    let walk = Instant::now();
     let model = lower(&tree, text.as_bytes(), language);
     drop(tree);
+    outcome.timings.walk_ms = ms(walk);
+    let rules_started = Instant::now();
     let index = LineIndex::new(text);
     if let Some(first) = model.syntax_errors.first() {
         outcome.errors.push(FileError {
@@ -337,12 +434,60 @@ fn scan_source(
             line: Some(index.position(first.start as usize).line),
         });
     }
-    let findings = analyse(path, text, &model, &opts.rules, opts.catalog(), &index);
+    // The rules get what is left of the file's budget.
+    let deadline = started + budget;
+    let (findings, finished) = analyse(
+        path,
+        text,
+        &model,
+        &opts.rules,
+        opts.catalog(),
+        &index,
+        deadline,
+    );
+    if !finished {
+        outcome.errors.push(FileError {
+            path: path.to_string(),
+            kind: ErrorKind::Timeout,
+            message: format!(
+                "analysis took longer than the per-file budget ({} ms); findings may be incomplete",
+                budget.as_millis()
+            ),
+            line: None,
+        });
+    }
     let ran: Vec<&str> = opts.rules.iter().map(|r| r.meta().code).collect();
     let (kept, suppressed, unused) = suppress::apply(path, text, findings, &ran);
     outcome.findings = kept;
     outcome.suppressed = suppressed;
     outcome.unused = unused;
+    outcome.timings.rules_ms = ms(rules_started);
+}
+
+fn bytecount_lines(bytes: &[u8]) -> u64 {
+    let newlines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+    newlines + u64::from(!bytes.is_empty() && !bytes.ends_with(b"\n"))
+}
+
+/// One full traversal of the tree (the parse-only yardstick), iterative.
+fn walk_tree(tree: &tree_sitter::Tree) -> u64 {
+    let mut cursor = tree.walk();
+    let mut nodes = 1u64;
+    loop {
+        if cursor.goto_first_child() || cursor.goto_next_sibling() {
+            nodes += 1;
+            continue;
+        }
+        loop {
+            if !cursor.goto_parent() {
+                return nodes;
+            }
+            if cursor.goto_next_sibling() {
+                nodes += 1;
+                break;
+            }
+        }
+    }
 }
 
 /// Runs the rules over every function of a lowered file.
@@ -353,10 +498,16 @@ pub fn analyse(
     rules: &[&'static dyn Rule],
     cat: &Catalog,
     index: &LineIndex,
-) -> Vec<Finding> {
+    deadline: Instant,
+) -> (Vec<Finding>, bool) {
     let mut findings = Vec::new();
     let mut raw = Vec::new();
+    let mut finished = true;
     for func in &model.functions {
+        if Instant::now() > deadline {
+            finished = false;
+            break;
+        }
         let cx = Context {
             file: model,
             func,
@@ -372,7 +523,7 @@ pub fn analyse(
         }
     }
     assign_fingerprints(&mut findings, src);
-    findings
+    (findings, finished)
 }
 
 fn finish(
@@ -457,7 +608,15 @@ pub fn scan_text_result(
 ) -> ScanResult {
     let started = Instant::now();
     let mut outcome = FileOutcome::default();
-    scan_source(path, language, text.as_bytes(), opts, &mut outcome);
+    let prefilter = Prefilter::new(opts);
+    scan_source(
+        path,
+        language,
+        text.as_bytes(),
+        opts,
+        &prefilter,
+        &mut outcome,
+    );
     ScanResult {
         findings: outcome.findings,
         errors: outcome.errors,
@@ -467,5 +626,6 @@ pub fn scan_text_result(
         elapsed: started.elapsed(),
         suppressed: outcome.suppressed,
         unused_suppressions: outcome.unused,
+        timings: outcome.timings,
     }
 }

@@ -90,6 +90,14 @@ impl<'a> Context<'a> {
 pub trait Rule: Sync {
     fn meta(&self) -> &'static RuleMeta;
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>);
+
+    /// Byte strings of which at least one must occur in a file for this rule
+    /// to possibly report there (the prefilter skips other files before
+    /// parsing). `None`: the rule cannot say, every file is parsed. Must be
+    /// sound: derive it from what `check` requires, never from what is common.
+    fn triggers(&self, _catalog: &Catalog) -> Option<Vec<String>> {
+        None
+    }
 }
 
 pub static RULES: &[&dyn Rule] = &[&ra002_nondeterministic_idempotency_key::Rule];

@@ -32,6 +32,19 @@ impl super::Rule for Rule {
         &META
     }
 
+    /// Every finding starts at a source call: its last named segment (or the
+    /// constructor's name) is in the text.
+    fn triggers(&self, catalog: &Catalog) -> Option<Vec<String>> {
+        let nd = &catalog.nondeterministic;
+        let mut words: Vec<String> = nd
+            .calls
+            .iter()
+            .filter_map(|p| p.literal_segment().map(str::to_string))
+            .collect();
+        words.extend(nd.constructors.iter().cloned());
+        Some(words)
+    }
+
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         let f = cx.func;
         if !(0..f.exprs.len()).any(|i| source_call(cx.catalog, f, i as ExprId)) {
