@@ -112,9 +112,11 @@ fn walk_error(err: &ignore::Error) -> FileError {
                 break;
             }
             ignore::Error::Io(io) => {
-                if io.kind() == std::io::ErrorKind::PermissionDenied {
-                    kind = ErrorKind::PermissionDenied;
-                }
+                kind = match io.kind() {
+                    std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                    std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                    _ => ErrorKind::Io,
+                };
                 break;
             }
             _ => break,
@@ -123,6 +125,7 @@ fn walk_error(err: &ignore::Error) -> FileError {
     let message = match kind {
         ErrorKind::SymlinkLoop => "symbolic link loop; not followed".to_string(),
         ErrorKind::PermissionDenied => "permission denied; skipped".to_string(),
+        ErrorKind::NotFound => "broken symbolic link (or the file vanished); skipped".to_string(),
         _ => err.to_string(),
     };
     FileError {

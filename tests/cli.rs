@@ -203,7 +203,11 @@ fn output_is_identical_across_job_counts() {
 fn sarif_validates_against_the_official_schema() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "bin.js", b"\x00\x01\x02binary");
-    write(dir.path(), "broken.ts", b"const at = Date.now();\nfunction (((\n");
+    write(
+        dir.path(),
+        "broken.ts",
+        b"const at = Date.now();\nfunction (((\n",
+    );
     write(dir.path(), "sub dir/naïve.js", HAZARD_JS.as_bytes());
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(Path::new("../shared/sarif/sarif-schema-2.1.0.json"))

@@ -166,6 +166,8 @@ pub(crate) struct Lowerer<'t> {
     self_id: FuncId,
     hints: Vec<(usize, String)>,
     pub syntax_errors: &'t mut Vec<Span>,
+    /// One cursor for the whole unit: creating one per node allocates.
+    cursor: Option<tree_sitter::TreeCursor<'t>>,
 }
 
 pub(crate) fn span_of(node: Node) -> Span {
@@ -377,6 +379,7 @@ fn lower_unit<'t, F: Frontend>(
         self_id,
         hints: Vec::new(),
         syntax_errors,
+        cursor: None,
     };
 
     let mut stack: Vec<Frame<'t>> = Vec::new();
@@ -534,7 +537,13 @@ fn push_children<'t, F: Frontend>(
     mark: usize,
 ) {
     let first = stack.len();
-    let mut cursor = node.walk();
+    let mut cursor = match lw.cursor.take() {
+        Some(mut c) => {
+            c.reset(node);
+            c
+        }
+        None => node.walk(),
+    };
     if cursor.goto_first_child() {
         loop {
             let child = cursor.node();
@@ -553,5 +562,6 @@ fn push_children<'t, F: Frontend>(
             }
         }
     }
+    lw.cursor = Some(cursor);
     stack[first..].reverse();
 }

@@ -4,16 +4,46 @@
 use std::fmt;
 
 use miette::{
-    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity,
-    SourceCode,
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError,
+    MietteSpanContents, NamedSource, Severity, SourceCode, SourceSpan, SpanContents,
 };
 
 use super::Report;
 use crate::finding::{Finding, Risk};
 
+/// The file's text for miette, reporting columns in Unicode code points (as
+/// JSON and SARIF do) instead of miette's byte columns.
+struct CharColumns(NamedSource<String>);
+
+impl SourceCode for CharColumns {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let contents = self.0.read_span(span, before, after)?;
+        let text = self.0.inner();
+        let offset = contents.span().offset().min(text.len());
+        let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let column = text
+            .get(line_start..offset)
+            .map_or(offset - line_start, |s| s.chars().count());
+        let name = contents.name().unwrap_or_default().to_string();
+        Ok(Box::new(MietteSpanContents::new_named(
+            name,
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            column,
+            contents.line_count(),
+        )))
+    }
+}
+
 struct FindingDiagnostic<'a> {
     finding: &'a Finding,
-    source: NamedSource<String>,
+    source: CharColumns,
     code: String,
     help: String,
 }
@@ -58,7 +88,7 @@ impl Diagnostic for FindingDiagnostic<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let len = self.source.inner().len();
+        let len = self.source.0.inner().len();
         let clamp = |s: usize, e: usize| {
             let s = s.min(len);
             (s, e.clamp(s, len) - s)
@@ -105,7 +135,7 @@ pub fn render(report: &Report, colour: bool, source: &dyn Fn(&str) -> Option<Str
         let code = indent(&finding.suggestion.code, "    ");
         let diagnostic = FindingDiagnostic {
             finding,
-            source: NamedSource::new(path, text),
+            source: CharColumns(NamedSource::new(path, text)),
             code: format!("{} {}", finding.rule_id, finding.name),
             help: format!("{}\n\n{}", finding.suggestion.title, code),
         };
