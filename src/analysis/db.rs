@@ -93,8 +93,11 @@ pub enum OpKind {
     Insert,
     /// An insert that cannot duplicate: upsert, ON CONFLICT, get_or_create.
     SafeInsert,
-    /// A transaction starts here (`BEGIN`, `startTransaction()`).
+    /// A transaction starts here (`BEGIN`, `START TRANSACTION`).
     Begin,
+    /// UPDATE, DELETE, COMMIT and other statements: not part of a
+    /// check-then-insert.
+    Other,
 }
 
 /// The library an operation goes through; rewrites are rendered in it.
@@ -378,9 +381,7 @@ fn sql_op(f: &Function, call: ExprId, str_id: ExprId, info: SqlInfo, text: &str,
         SqlKind::Insert if info.conflict_safe => OpKind::SafeInsert,
         SqlKind::Insert => OpKind::Insert,
         SqlKind::Begin => OpKind::Begin,
-        // Updates and deletes are not part of check-then-insert; keep them
-        // out of the list by reporting them as reads of nothing.
-        _ => OpKind::Read,
+        _ => OpKind::Other,
     };
     let entity = match info.kind {
         SqlKind::Update | SqlKind::Delete | SqlKind::Commit | SqlKind::Other => None,
@@ -392,12 +393,14 @@ fn sql_op(f: &Function, call: ExprId, str_id: ExprId, info: SqlInfo, text: &str,
         info.where_cols.clone()
     };
     let dialect = info.dialect.or_else(|| sql::dialect_of(text));
+    let table = info.table.clone().unwrap_or_default();
+    let label = match info.kind {
+        SqlKind::Select => format!("{label}(\"SELECT … FROM {table}\")"),
+        SqlKind::Insert => format!("{label}(\"INSERT INTO {table} …\")"),
+        _ => label.to_string(),
+    };
     DbOp {
-        kind: if matches!(info.kind, SqlKind::Update | SqlKind::Delete | SqlKind::Commit | SqlKind::Other) {
-            OpKind::Read
-        } else {
-            kind
-        },
+        kind,
         expr: call,
         span: f.span(call),
         entity: if matches!(info.kind, SqlKind::Update | SqlKind::Delete) { None } else { entity },
@@ -407,7 +410,7 @@ fn sql_op(f: &Function, call: ExprId, str_id: ExprId, info: SqlInfo, text: &str,
         serializable: info.serializable,
         sql: Some((str_id, info)),
         in_tx,
-        label: label.to_string(),
+        label,
         data: None,
     }
 }
@@ -762,9 +765,25 @@ fn new_object(f: &Function, id: ExprId, family: Family) -> Option<(Option<String
 /// An ORM / builder / driver call chain ending at `top`.
 fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family) -> Option<DbOp> {
     let orm = &catalog().orm;
-    let links = chain(f, top);
+    let mut links = chain(f, top);
     if links.is_empty() {
         return None;
+    }
+    // `const users = db.collection('users'); users.insertOne(...)`: the
+    // receiver is a local bound to the start of the chain.
+    if links.len() > 1 && links[0].args.is_none() {
+        if let Expr::Ident(n) = f.expr(links[0].id) {
+            if let Some(v) = b.value(f, n, f.span(top).start) {
+                let v = f.unwrap_await(v);
+                if matches!(f.expr(v), Expr::Call { .. }) && v != top {
+                    let mut head = chain(f, v);
+                    if !head.is_empty() && head.iter().all(|l| l.id != top) {
+                        head.extend(links.drain(1..));
+                        links = head;
+                    }
+                }
+            }
+        }
     }
     if crate::analysis::external::classify(f, top, family).is_some() {
         return None;
@@ -935,9 +954,9 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family) -> Option<D
         }
     }
     if lib == Lib::Mongoose && family == Family::Js {
-        // Sequelize and TypeORM take `{ where: ... }`; Mongoose takes the
-        // filter itself.
-        let uses_where = args.iter().any(|a| matches!(f.expr(a.value), Expr::Object(p) if p.iter().any(|x| matches!(&x.key, PropKey::Name(k) if &**k == "where"))));
+        // Sequelize and TypeORM take `{ where: ... }` and `{ transaction }`;
+        // Mongoose takes the filter itself.
+        let uses_where = args.iter().any(|a| matches!(f.expr(a.value), Expr::Object(p) if p.iter().any(|x| matches!(&x.key, PropKey::Name(k) if &**k == "where" || &**k == "transaction"))));
         if uses_where || matches!(name, "findByPk" | "findAll" | "bulkCreate" | "findOrCreate") {
             lib = Lib::Sequelize;
         }

@@ -2,6 +2,7 @@
 //! function's model, the message and the rewrite. Adding a rule is one line in
 //! [`RULES`].
 
+mod ra001_check_then_insert;
 mod ra002_nondeterministic_idempotency_key;
 
 use crate::catalog::Catalog;
@@ -92,7 +93,10 @@ pub trait Rule: Sync {
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>);
 }
 
-pub static RULES: &[&dyn Rule] = &[&ra002_nondeterministic_idempotency_key::Rule];
+pub static RULES: &[&dyn Rule] = &[
+    &ra001_check_then_insert::Rule,
+    &ra002_nondeterministic_idempotency_key::Rule,
+];
 
 pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
     RULES
