@@ -513,8 +513,9 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
             return info;
         }
     }
-    // A link whose argument names the entity.
-    for l in &links[..=verb.min(links.len() - 1)] {
+    // A link whose argument names the entity (anywhere in the chain:
+    // `insert().into(Coupon)`).
+    for l in links {
         let Some(args) = l.args else { continue };
         let Some(first) = args.first() else { continue };
         let allow_str = matches!(l.name, "collection" | "table" | "from" | "into" | "model");
@@ -534,7 +535,9 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
                     "model" => Lib::Mongoose,
                     "query" | "select" | "insert" if family == Family::Python => Lib::SqlAlchemy,
                     "from" | "into" | "table" if matches!(f.expr(first.value), Expr::Str(_)) => Lib::Knex,
-                    "from" | "insert" if family == Family::Js => Lib::Drizzle,
+                    // Drizzle `db.insert(table)`; TypeORM `manager.insert(Entity, values)`.
+                    "from" | "insert" if family == Family::Js && args.len() == 1 => Lib::Drizzle,
+                    "insert" | "update" | "delete" if family == Family::Js => Lib::TypeOrm,
                     "into" => Lib::TypeOrm,
                     _ => Lib::Unknown,
                 };
@@ -654,8 +657,16 @@ pub fn keys_of(f: &Function, args: &[Arg]) -> Vec<String> {
         match f.expr(a.value) {
             Expr::Object(props) => {
                 let inner = props.iter().find(|p| matches!(&p.key, PropKey::Name(k) if matches!(&**k, "where" | "data" | "create" | "filter" | "values")));
-                let props = match inner.map(|p| f.expr(p.value)) {
-                    Some(Expr::Object(inner)) => inner,
+                let props = match inner.map(|p| (p.value, f.expr(p.value))) {
+                    Some((_, Expr::Object(inner))) => inner,
+                    // `where: eq(referrals.refereeId, id)` (Drizzle).
+                    Some((v, Expr::Call { .. })) => {
+                        let nested = keys_of(f, &[Arg { name: None, value: v, spread: false }]);
+                        for k in nested {
+                            push(&mut out, &k);
+                        }
+                        continue;
+                    }
                     _ => props,
                 };
                 for p in props {
@@ -801,6 +812,19 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family) -> Option<D
     if let Some(op) = executed_construct(f, b, &links, family) {
         return Some(op);
     }
+    // Builder reads without a terminal verb: Drizzle / knex
+    // `select(...).from(t).where(...)`, knex `knex('users').where({...})`.
+    let verb = verb.or_else(|| {
+        let has_link = |n: &str| links.iter().any(|l| l.name == n && l.args.is_some());
+        let mutates = ["update", "del", "delete", "increment", "decrement", "truncate", "set"].iter().any(|m| has_link(m));
+        let knex_root = links.first().is_some_and(|r| {
+            r.args.is_some_and(|a| a.first().is_some_and(|x| matches!(f.expr(x.value), Expr::Str(_))))
+                && (has(&orm.knex_roots, r.name) || r.name.to_ascii_lowercase().contains("knex"))
+        });
+        let select_from = has_link("select") && has_link("from");
+        (family == Family::Js && !mutates && (select_from || (knex_root && (has_link("where") || has_link("whereIn")))))
+            .then(|| links.len() - 1)
+    });
     let verb = verb?;
     let name = links[verb].name;
     // A bare construct (`insert(User).values(...)`) runs only when executed.
@@ -830,9 +854,10 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family) -> Option<D
     let in_tx = links.iter().any(|l| is_tx_handle(l.name) || l.name == "transacting")
         || links.iter().any(|l| l.args.is_some_and(|a| a.iter().any(|x| tx_opt(f, x))));
 
+    let builder_read = !has(&orm.reads, name) && !has(&orm.counts, name) && !has(&orm.inserts, name) && !has(&orm.conflict_safe, name);
     let mut kind = if has(&orm.counts, name) {
         OpKind::Count
-    } else if has(&orm.reads, name) {
+    } else if has(&orm.reads, name) || builder_read {
         OpKind::Read
     } else if has(&orm.conflict_safe, name) {
         OpKind::SafeInsert
