@@ -160,7 +160,7 @@ pub fn classify(f: &Function, call: ExprId, family: Family) -> Option<External> 
     let by_receiver = |methods: &[String], words: &[String]| {
         !receiver.is_empty()
             && methods.iter().any(|m| m == method)
-            && contains_word(&receiver[receiver.len().saturating_sub(2)..], words)
+            && contains_word(receiver, words)
     };
     if c.email.calls.iter().any(|p| p.matches(&path)) || by_receiver(&c.email.methods, &c.email.receiver_words) {
         return Some(External {

@@ -195,10 +195,23 @@ impl<'a> Analysis<'a> {
             direct.insert(cur);
         }
         let mut names = HashSet::new();
+        let mut bound = false;
         if let Some(p) = self.parents[cur as usize] {
             if let Expr::Assign { target, value, .. } = f.expr(p) {
                 if *value == cur {
                     bind_names(f, *target, &mut names);
+                    bound = true;
+                }
+            }
+        }
+        // DB-API: `cur.execute("SELECT ...")` then `cur.fetchone()`: the
+        // cursor carries the result.
+        if !bound && check.sql.is_some() && self.cx.family() == Family::Python {
+            if let Expr::Call { callee, .. } = f.expr(check.expr) {
+                if let Expr::Member { object, .. } = f.expr(*callee) {
+                    if let Expr::Ident(n) = f.expr(*object) {
+                        names.insert(n.to_string());
+                    }
                 }
             }
         }
