@@ -245,7 +245,14 @@ fn rewrite(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options
     let family = cx.family();
     let hash = suggest::comment(family);
     let caller = suggest::caller_key(cx);
-    let ids = suggest::business_ids(cx, 2);
+    // Method names such as `Order.findById` are not identifiers of the operation.
+    let ids: Vec<String> = suggest::business_ids(cx, 4)
+        .into_iter()
+        .filter(|i| {
+            !f.exprs.iter().any(|e| matches!(e, Expr::Call { callee, .. } if cx.expr_text(*callee) == i))
+        })
+        .take(2)
+        .collect();
     let tag = m.call.path.as_str();
     let key_expr = match family {
         Family::Js => {
@@ -270,7 +277,22 @@ fn rewrite(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options
     let after_last = args.last().map_or(call_span.end.saturating_sub(1), |a| f.span(a.value).end);
     let at = |pos: u32, text: String| (Span::new(pos as usize, pos as usize), text);
     let inside = |o: ExprId, text: String| at(f.span(o).start + 1, text);
-    let edit = match m.api.style {
+    // An explicit empty key (`idempotencyKey: undefined`, `idempotency_key=None`).
+    let empty_key = args
+        .iter()
+        .find(|a| a.name.as_deref() == Some(key.as_str()))
+        .map(|a| a.value)
+        .or_else(|| match options.map(|o| f.expr(o)) {
+            Some(Expr::Object(props)) => props
+                .iter()
+                .find(|p| matches!(&p.key, PropKey::Name(k) if **k == **key))
+                .map(|p| p.value),
+            _ => None,
+        });
+    let edit = if let Some(v) = empty_key {
+        (f.span(v), key_expr.clone())
+    } else {
+        match m.api.style {
         KeyStyle::Options => match options {
             Some(o) if f.span(o).start > call_span.start && call_span.contains(f.span(o)) => inside(o, format!(" {key}: {key_expr},")),
             _ => {
@@ -297,6 +319,7 @@ fn rewrite(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options
             },
             _ => at(after_last, format!(", {key}={key_expr}")),
         },
+        }
     };
     let stmt = f
         .stmts
