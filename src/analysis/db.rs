@@ -346,7 +346,8 @@ pub fn ops(f: &Function, family: Family) -> Vec<DbOp> {
                         }
                     }
                 }
-                if let Some(op) = orm_call(f, &b, id, family) {
+                let awaited = parents[id as usize].is_some_and(|p| matches!(f.expr(p), Expr::Await(_)));
+                if let Some(op) = orm_call(f, &b, id, family, awaited) {
                     out.push(op);
                 }
             }
@@ -474,6 +475,14 @@ fn arg_entity(f: &Function, id: ExprId, allow_str: bool) -> Option<String> {
         Expr::Member { object, property } => match f.expr(*object) {
             Expr::Ident(o) if capitalised(o) => Some(o.to_string()),
             _ => Some(property.to_string()),
+        },
+        // `select(func.count(Customer.id))`: the column's model.
+        Expr::Call { args, .. } => match args.first().map(|a| f.expr(a.value)) {
+            Some(Expr::Member { object, .. }) => match f.expr(*object) {
+                Expr::Ident(o) if capitalised(o) => Some(o.to_string()),
+                _ => None,
+            },
+            _ => None,
         },
         _ => None,
     }
@@ -774,7 +783,7 @@ fn new_object(f: &Function, id: ExprId, family: Family) -> Option<(Option<String
 }
 
 /// An ORM / builder / driver call chain ending at `top`.
-fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family) -> Option<DbOp> {
+fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bool) -> Option<DbOp> {
     let orm = &catalog().orm;
     let mut links = chain(f, top);
     if links.is_empty() {
@@ -784,7 +793,9 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family) -> Option<D
     // receiver is a local bound to the start of the chain.
     if links.len() > 1 && links[0].args.is_none() {
         if let Expr::Ident(n) = f.expr(links[0].id) {
-            if let Some(v) = b.value(f, n, f.span(top).start) {
+            // `PageType = apps.get_model(...)` keeps the model's own name.
+            let alias = capitalised(n);
+            if let Some(v) = b.value(f, n, f.span(top).start).filter(|_| !alias) {
                 let v = f.unwrap_await(v);
                 if matches!(f.expr(v), Expr::Call { .. }) && v != top {
                     let mut head = chain(f, v);
@@ -872,8 +883,15 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family) -> Option<D
     if kind == OpKind::Insert {
         match name {
             "create" | "acreate" => {
-                if ent.builder_create {
+                // TypeORM's `repository.create()` is synchronous and only
+                // builds the entity; an awaited `create` on a repository is a
+                // repository class of the application's own that inserts
+                // (a Mongoose-backed base repository, say).
+                if ent.builder_create && !(awaited && family == Family::Js) {
                     return None;
+                }
+                if ent.builder_create {
+                    lib = Lib::Unknown;
                 }
                 if !ent.db_receiver {
                     return None;

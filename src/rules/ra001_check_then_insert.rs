@@ -43,7 +43,7 @@ impl super::Rule for Rule {
 
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         let f = cx.func;
-        if !may_insert(cx) {
+        if !may_insert(cx) || runs_once(f) {
             return;
         }
         let family = cx.family();
@@ -72,6 +72,13 @@ impl super::Rule for Rule {
             }
         }
     }
+}
+
+/// Data migrations run once, serially: Django `RunPython(fn)` functions
+/// (`apps, schema_editor`) and Alembic `upgrade()` / `downgrade()`.
+fn runs_once(f: &Function) -> bool {
+    f.params.iter().any(|p| &*p.name == "schema_editor")
+        || (f.params.is_empty() && matches!(&*f.name, "upgrade" | "downgrade"))
 }
 
 /// Cheap test before building the operations: a call that can insert, or
@@ -322,10 +329,8 @@ impl<'a> Analysis<'a> {
                     runs = Some(branch_pol.not());
                 }
             }
-            if branches.is_empty() {
-                // `assert not exists`.
-                runs = Some(pol);
-            }
+            // An `assert` (no branch) states an invariant or a test's
+            // expectation; it does not guard the insert.
             match runs {
                 Some(_) if shape == Shape::Quota => return Some(Shape::Quota),
                 Some(Pol::Absent) => return Some(Shape::Exists),

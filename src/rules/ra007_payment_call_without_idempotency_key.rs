@@ -120,8 +120,23 @@ fn local_name(f: &Function, id: ExprId) -> Option<&str> {
 fn key_state(f: &Function, b: &Bindings, _call: ExprId, args: &[Arg], m: &MoneyCallMatch) -> Key {
     let key = m.api.key.as_str();
     let params = m.call.params;
-    if args.iter().any(|a| a.spread) {
-        return Key::Opaque;
+    // `**params` built here from a dict literal is inspected like kwargs.
+    for a in args.iter().filter(|a| a.spread) {
+        let inner = match f.expr(a.value) {
+            Expr::Unary { arg, .. } => *arg,
+            _ => a.value,
+        };
+        if m.api.style != KeyStyle::Kwarg {
+            return Key::Opaque;
+        }
+        match object_of(f, b, inner) {
+            Obj::Opaque => return Key::Opaque,
+            Obj::Literal(o) => match object_has_key(f, o, key, local_name(f, inner)) {
+                None => return Key::Opaque,
+                Some(true) => return Key::Present,
+                Some(false) => {}
+            },
+        }
     }
     match m.api.style {
         KeyStyle::Options => {
