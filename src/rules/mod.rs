@@ -2,7 +2,9 @@
 //! function's model, the message and the rewrite. Adding a rule is one line in
 //! [`RULES`].
 
+mod ra001_check_then_insert;
 mod ra002_nondeterministic_idempotency_key;
+mod ra007_payment_call_without_idempotency_key;
 
 use crate::catalog::Catalog;
 use crate::finding::{Confidence, RawFinding, Risk};
@@ -100,7 +102,11 @@ pub trait Rule: Sync {
     }
 }
 
-pub static RULES: &[&dyn Rule] = &[&ra002_nondeterministic_idempotency_key::Rule];
+pub static RULES: &[&dyn Rule] = &[
+    &ra001_check_then_insert::Rule,
+    &ra002_nondeterministic_idempotency_key::Rule,
+    &ra007_payment_call_without_idempotency_key::Rule,
+];
 
 pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
     RULES
