@@ -3,6 +3,7 @@
 //! [`RULES`].
 
 mod ra002_nondeterministic_idempotency_key;
+mod ra003_guard_release_not_in_finally;
 
 use crate::catalog::Catalog;
 use crate::finding::{Confidence, RawFinding, Risk};
@@ -92,7 +93,10 @@ pub trait Rule: Sync {
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>);
 }
 
-pub static RULES: &[&dyn Rule] = &[&ra002_nondeterministic_idempotency_key::Rule];
+pub static RULES: &[&dyn Rule] = &[
+    &ra002_nondeterministic_idempotency_key::Rule,
+    &ra003_guard_release_not_in_finally::Rule,
+];
 
 pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
     RULES

@@ -1,0 +1,3 @@
+//! Analyses shared by several rules, built once over a function's model.
+
+pub mod guards;
