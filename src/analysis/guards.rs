@@ -1783,6 +1783,13 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
         _ => {}
     }
     let root = f.stmt_expr(s)?;
+    // The place an assignment writes is not a read that can throw.
+    let written: HashSet<ExprId> = match f.expr(root) {
+        Expr::Assign { target, .. } if matches!(f.expr(*target), Expr::Member { .. } | Expr::Ident(_)) => {
+            [*target].into_iter().collect()
+        }
+        _ => HashSet::new(),
+    };
     let mut best: Option<(RaiseKind, Span)> = None;
     let mut consider = |kind: RaiseKind, span: Span| {
         if best.map_or(true, |(b, _)| kind > b) {
@@ -1799,7 +1806,9 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
                     || (path.len() > 1 && has(&fx.cat.throwing.safe_methods, method));
                 consider(if safe { RaiseKind::Weak } else { RaiseKind::Call }, f.span(id));
             }
-            Expr::Member { .. } | Expr::Index { .. } => consider(RaiseKind::Weak, f.span(id)),
+            Expr::Member { .. } | Expr::Index { .. } if !written.contains(&id) => {
+                consider(RaiseKind::Weak, f.span(id))
+            }
             _ => {}
         }
     }

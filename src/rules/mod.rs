@@ -4,6 +4,7 @@
 
 mod ra002_nondeterministic_idempotency_key;
 mod ra003_guard_release_not_in_finally;
+mod ra006_unsafe_distributed_lock;
 
 use crate::catalog::Catalog;
 use crate::finding::{Confidence, RawFinding, Risk};
@@ -96,6 +97,7 @@ pub trait Rule: Sync {
 pub static RULES: &[&dyn Rule] = &[
     &ra002_nondeterministic_idempotency_key::Rule,
     &ra003_guard_release_not_in_finally::Rule,
+    &ra006_unsafe_distributed_lock::Rule,
 ];
 
 pub fn by_code(code: &str) -> Option<&'static dyn Rule> {

@@ -16,7 +16,8 @@
 use std::collections::HashSet;
 
 use crate::analysis::guards::{
-    Acquire, FunctionGuards, GuardKind, Leak, LeakCause, RaiseKind, Region, Release,
+    redis_ops, Acquire, FunctionGuards, GuardKind, Leak, LeakCause, RaiseKind, RedisOpKind, Region,
+    Release,
 };
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
 use crate::model::{CtxKind, Expr, Family, Span, StmtKind};
@@ -101,33 +102,61 @@ fn short(text: &str) -> String {
     }
 }
 
+/// Code in a message, in backticks (double backticks when the code holds
+/// one, as in a template literal).
+fn code(text: &str) -> String {
+    let t = short(text);
+    if t.contains('`') {
+        format!("`` {t} ``")
+    } else {
+        format!("`{t}`")
+    }
+}
+
 fn line_of(src: &str, offset: u32) -> usize {
     src[..offset as usize].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 /// What stays held, in the code's own names.
-fn held_state(cx: &Context, a: &Acquire) -> String {
+fn held_state(cx: &Context, a: &Acquire, release: &Release) -> String {
     let g = &a.guard;
-    let key = g.key.as_deref().unwrap_or("");
+    let key = code(g.key.as_deref().unwrap_or(""));
+    let place = code(&g.place);
     let t = match cx.family() {
         Family::Js => "true",
         Family::Python => "True",
     };
     match g.kind {
-        GuardKind::SetEntry => format!("`{key}` stays in `{}` and every later request for it is refused", g.place),
-        GuardKind::MapEntry => format!("`{}` keeps its `{key}` entry and later callers see the work as still running", g.place),
-        GuardKind::Flag if g.key.is_some() => format!("`{}[{key}]` stays set and the guard never reopens", g.place),
-        GuardKind::Flag => format!("`{}` stays `{t}` and the guard never reopens", g.place),
+        GuardKind::SetEntry => format!("{key} stays in {place} and every later request for it is refused"),
+        GuardKind::MapEntry => format!("{place} keeps its {key} entry and later callers see the work as still running"),
+        GuardKind::Flag if g.key.is_some() => format!("{} stays set and the guard never reopens", code(&format!("{}[{}]", g.place, g.key.as_deref().unwrap_or("")))),
+        GuardKind::Flag => format!("{place} stays `{t}` and the guard never reopens"),
         GuardKind::Lock => {
-            let what = if a.guard.place.is_empty() || a.helper {
-                short(cx.expr_text(a.expr))
+            let f = cx.func;
+            // Released through the object the acquire returned (`lock.release()`).
+            let through = a.bound.iter().find(|b| {
+                release.via.contains(b)
+                    && !matches!(f.expr(release.expr), Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(_)))
+            });
+            let what = if let Some(obj) = through {
+                format!("`{obj}` (from {}) is never released and every later caller waits on it", code(cx.expr_text(f.unwrap_await(a.expr))))
+            } else if g.place.is_empty() || a.helper {
+                format!("the lock from {} is never released and every later caller waits on it", code(cx.expr_text(f.unwrap_await(a.expr))))
             } else {
-                format!("`{}`", g.place)
+                format!("{place} is never released and every later caller waits on it")
             };
-            let what = if what.starts_with('`') { what } else { format!("the lock from `{what}`") };
-            format!("{what} is never released and every later caller waits on it")
+            return what;
         }
-        GuardKind::RedisKey => format!("the redis lock `{key}` stays held until it expires (forever without a TTL)"),
+        GuardKind::RedisKey => {
+            let ttl = redis_ops(cx.file, cx.func, cx.src)
+                .into_iter()
+                .find(|o| o.call == a.expr)
+                .map(|o| matches!(o.op, RedisOpKind::Set { expiry: true, .. }));
+            match ttl {
+                Some(false) => format!("the redis lock {key} has no expiry and stays held forever"),
+                _ => format!("the redis lock {key} stays held until its TTL runs out"),
+            }
+        }
     }
 }
 
@@ -135,30 +164,27 @@ fn report(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rele
     let f = cx.func;
     let a = &guards.acquires[region.acquire];
     let leak = main_leak(region);
-    let rel_text = short(cx.text(f.stmts[release.stmt].span));
-    let leak_text = short(cx.text(leak.span));
-    let state = held_state(cx, a);
+    let rel = code(cx.text(f.stmts[release.stmt].span));
+    let leak_code = code(cx.text(leak.span));
+    let state = held_state(cx, a, release);
     let in_finally = release.context.in_finally.is_some();
     let message = match leak.cause {
         LeakCause::EarlyReturn => format!(
-            "the `return` on line {} leaves without `{rel_text}`: {state}",
+            "the `return` on line {} leaves without {rel}: {state}",
             line_of(cx.src, leak.span.start)
         ),
         LeakCause::CatchReturn => format!(
-            "the handler returns on line {} without `{rel_text}`: after an error {state}",
+            "the handler returns on line {} without {rel}: after an error {state}",
             line_of(cx.src, leak.span.start)
         ),
         LeakCause::Cancellation => format!(
-            "`{rel_text}` is protected only by `except Exception`, which does not catch `asyncio.CancelledError`: if `{leak_text}` is cancelled, {state}"
+            "{rel} is protected only by `except Exception`, which does not catch `asyncio.CancelledError`: if {leak_code} is cancelled, {state}"
         ),
         LeakCause::Raise(_) if in_finally => format!(
-            "`{rel_text}` is in a `finally`, but `{leak_text}` runs after the acquire and before the `try`: if it throws, {state}"
-        ),
-        LeakCause::Raise(RaiseKind::Weak) => format!(
-            "`{rel_text}` is not in a `finally`: if `{leak_text}` throws, {state}"
+            "{rel} is in a `finally`, but {leak_code} runs after the acquire and before the `try`: if it throws, {state}"
         ),
         LeakCause::Raise(_) => format!(
-            "`{rel_text}` is not in a `finally`: if `{leak_text}` throws, {state}"
+            "{rel} is not in a `finally`: if {leak_code} throws, {state}"
         ),
     };
     let strong = region.leaks.iter().any(|l| {
@@ -176,7 +202,7 @@ fn report(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rele
         Confidence::High
     };
     let acquire_span = f.stmts[a.stmt].span;
-    let mut related = vec![(acquire_span, format!("acquired here: `{}`", short(cx.text(acquire_span))))];
+    let mut related = vec![(acquire_span, format!("acquired here: {}", code(cx.text(acquire_span))))];
     let leak_note = match leak.cause {
         LeakCause::EarlyReturn | LeakCause::CatchReturn => "this `return` skips the release".to_string(),
         LeakCause::Cancellation => "a cancellation here skips the release".to_string(),
@@ -295,10 +321,10 @@ fn rewrite(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rel
     // A release already in a `finally`, with code between the acquire and
     // the `try`: move that code into the `try`.
     if let Some(try_id) = releases.iter().find_map(|r| r.context.in_finally) {
-        if let Some(code) = move_into_try(cx, region, try_id, head_end, &head, base, &unit) {
+        if let Some(moved) = move_into_try(cx, region, try_id, head_end, &head, base, &unit) {
             return Suggestion {
-                title: format!("Start the `try` right after the acquire so `{}` covers every statement", short(&release_text)),
-                code,
+                title: format!("Start the `try` right after the acquire so {} covers every statement", code(&release_text)),
+                code: moved,
             };
         }
     }
@@ -350,7 +376,7 @@ fn rewrite(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rel
             lines.push("} finally {".into());
             lines.push(format!("{unit}{release_text}"));
             lines.push("}".into());
-            (format!("Release in a `finally`: `{}`", short(&release_text)), lines)
+            (format!("Release in a `finally`: {}", code(&release_text)), lines)
         }
         Family::Python => {
             let plain_lock = a.guard.kind == GuardKind::Lock
@@ -373,7 +399,7 @@ fn rewrite(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rel
                 }
                 lines.push("finally:".into());
                 lines.push(format!("{unit}{release_text}"));
-                (format!("Release in a `finally`: `{}`", short(&release_text)), lines)
+                (format!("Release in a `finally`: {}", code(&release_text)), lines)
             }
         }
     };
@@ -423,6 +449,10 @@ fn move_into_try(
     let try_text = &src[try_line..line_end(src, try_end)];
     let mut try_lines = try_text.lines();
     let first = try_lines.next()?;
+    // Only a `try {` / `try:` line of its own can take the moved lines.
+    if !matches!(first.trim(), "try {" | "try:") {
+        return None;
+    }
     let mut lines: Vec<String> = head.to_vec();
     lines.push(dedent(first, base).to_string());
     lines.extend(gap);
