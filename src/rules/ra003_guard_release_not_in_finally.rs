@@ -142,6 +142,8 @@ fn held_state(cx: &Context, a: &Acquire, release: &Release) -> String {
                 format!("`{obj}` (from {}) is never released and every later caller waits on it", code(cx.expr_text(f.unwrap_await(a.expr))))
             } else if g.place.is_empty() || a.helper {
                 format!("the lock from {} is never released and every later caller waits on it", code(cx.expr_text(f.unwrap_await(a.expr))))
+            } else if g.key.is_some() {
+                format!("{place} keeps {key} locked and every later caller for it waits")
             } else {
                 format!("{place} is never released and every later caller waits on it")
             };
