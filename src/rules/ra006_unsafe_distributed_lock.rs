@@ -19,7 +19,7 @@
 
 use crate::analysis::guards::{locks, redis_ops, RedisOp, RedisOpKind};
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
-use crate::model::{CtxKind, Expr, ExprId, Family};
+use crate::model::{Expr, ExprId, Family, StmtKind};
 use crate::rules::{Context, RuleMeta};
 use crate::suggest;
 
@@ -167,10 +167,21 @@ impl Locks<'_> {
     }
 
     fn confidence(&self, key: ExprId, key_text: &str) -> Confidence {
+        let f = self.cx.func;
         let deleted = self.ops.iter().any(|o| {
             o.op == RedisOpKind::Del && o.keys.iter().any(|k| self.norm(*k) == key_text)
         });
-        if self.lock_named(key) || deleted || self.release_helper() {
+        // Released by a script (`eval(RELEASE_LOCK, 1, key, token)`).
+        let scripted = f.exprs.iter().any(|e| match e {
+            Expr::Call { callee, args } => {
+                matches!(f.callee_name(*callee), Some("eval" | "evalsha" | "evalSha" | "fcall"))
+                    && args.iter().any(|a| {
+                        f.descendants(a.value).iter().any(|d| self.norm(*d) == key_text)
+                    })
+            }
+            _ => false,
+        });
+        if self.lock_named(key) || deleted || scripted || self.release_helper() {
             Confidence::High
         } else {
             Confidence::Medium
@@ -191,7 +202,8 @@ impl Locks<'_> {
         let confidence = self.confidence(key, &key_text);
         let suggestion = self.acquire_rewrite(op);
         if let Some(exp) = expire {
-            if op.in_transaction && exp.in_transaction && op.receiver == exp.receiver {
+            let same_batch = exp.receiver.starts_with(&op.receiver) || op.receiver.starts_with(&exp.receiver);
+            if op.in_transaction && exp.in_transaction && same_batch {
                 return None; // one MULTI/pipeline: no crash window
             }
             return Some(RawFinding {
@@ -306,9 +318,11 @@ impl Locks<'_> {
         let mentions = |d: &ExprId| {
             f.unwrap_await(*d) == get.call || matches!(f.expr(*d), Expr::Ident(n) if bound.contains(&&**n))
         };
-        let test = f.ctx_chain(del_ctx).find_map(|(_, c)| {
-            let t = c.test?;
-            (matches!(c.kind, CtxKind::Then | CtxKind::Else) && f.descendants(t).iter().any(mentions)).then_some(t)
+        // A condition on the path to the DEL: around it, or an early exit
+        // (`if (current !== token) return`) before it.
+        let test = f.stmts[get.stmt..=del.stmt].iter().find_map(|s| match s.kind {
+            StmtKind::Test(t) if f.in_ctx(del_ctx, s.ctx) && f.descendants(t).iter().any(mentions) => Some(t),
+            _ => None,
         })?;
         let owner = f.descendants(test).iter().any(|d| match f.expr(*d) {
             Expr::Binary { op, left, right } if matches!(&**op, "==" | "===" | "!=" | "!==") => {
