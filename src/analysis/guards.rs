@@ -358,6 +358,7 @@ pub struct FunctionGuards {
 // Per-function facts used while recognising effects
 
 struct Facts<'a> {
+    file: &'a FileModel,
     f: &'a Function,
     src: &'a str,
     cat: &'static LockCatalog,
@@ -367,6 +368,9 @@ struct Facts<'a> {
     /// Python `global`/`nonlocal` names.
     globals: HashSet<String>,
     tries: HashMap<u32, TryInfo>,
+    /// React `useState`/`useReducer` setters of the file (`setLoading`): they
+    /// schedule a render and do not throw.
+    setters: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -431,7 +435,9 @@ impl<'a> Facts<'a> {
             }
         }
         Facts {
+            file,
             f,
+            setters: state_setters(file, src),
             src,
             cat: locks(),
             family,
@@ -504,6 +510,96 @@ impl<'a> Facts<'a> {
     fn stmt_ctx(&self, k: usize) -> CtxId {
         self.f.stmts[k].ctx
     }
+}
+
+/// Functions a React hook hands out, anywhere in the file: the setters of
+/// `const [x, setX] = useState(...)`, `const { clearErrors } = useForm()`.
+/// Calling one schedules a UI update; it does not throw.
+fn state_setters(file: &FileModel, src: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    if file.language.family() != Family::Js {
+        return out;
+    }
+    let is_hook = |g: &Function, value: ExprId| -> bool {
+        let Expr::Call { callee, .. } = g.expr(g.unwrap_await(value)) else { return false };
+        let hook = g.callee_name(*callee).unwrap_or("");
+        hook.len() > 3 && hook.starts_with("use") && hook[3..].starts_with(|c: char| c.is_ascii_uppercase())
+    };
+    for g in &file.functions {
+        // `const form = useForm(); const { setError } = form`: one hop.
+        let hook_objects: HashSet<&str> = g
+            .exprs
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Assign { target, value, .. } if is_hook(g, *value) => match g.expr(*target) {
+                    Expr::Ident(n) => Some(&**n),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        for e in &g.exprs {
+            let Expr::Assign { target, value, .. } = e else { continue };
+            let from_hook = is_hook(g, *value)
+                || matches!(g.expr(*value), Expr::Ident(n) if hook_objects.contains(&**n));
+            if !from_hook || matches!(g.expr(*target), Expr::Ident(_)) {
+                continue;
+            }
+            let array = src.get(g.span(*target).range()).is_some_and(|t| t.starts_with('['));
+            match g.expr(*target) {
+                // `const [value, setValue] = useState()`: the setter.
+                Expr::Array(items) | Expr::Other(items) if array => {
+                    for item in items.iter().skip(1) {
+                        if let Expr::Ident(n) = g.expr(*item) {
+                            out.insert(n.to_string());
+                        }
+                    }
+                }
+                // `const { setError, clearErrors } = useForm()`.
+                _ => {
+                    for d in g.descendants(*target) {
+                        if let Expr::Ident(n) = g.expr(d) {
+                            out.insert(n.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the function is test code: inside an `it`/`test`/`describe`/hook
+/// callback, in a file whose top level calls `describe`/`it`/`test`, or a
+/// Python `test_*` function / `Test*` class. A guard leaked by a failing
+/// test ends with the test; no request ever waits on it.
+pub fn in_test_code(file: &FileModel, f: &Function) -> bool {
+    const HOOKS: &[&str] = &[
+        "it callback", "test callback", "describe callback", "beforeEach callback",
+        "afterEach callback", "beforeAll callback", "afterAll callback", "before callback",
+        "after callback", "suite callback",
+    ];
+    let module = &file.functions[0];
+    let test_file = module.stmts.iter().any(|s| {
+        matches!(s.kind, StmtKind::Expr(e) if matches!(module.expr(e), Expr::Call { callee, .. }
+            if matches!(module.path(*callee).first().copied(), Some("describe" | "it" | "test" | "suite"))))
+    });
+    if test_file {
+        return true;
+    }
+    let mut cur = Some(f);
+    while let Some(g) = cur {
+        for seg in g.name.split('.') {
+            if HOOKS.contains(&seg)
+                || (file.language.family() == Family::Python
+                    && (seg.starts_with("test_") || (seg.starts_with("Test") && seg.len() > 4)))
+            {
+                return true;
+            }
+        }
+        cur = g.parent.map(|p| &file.functions[p as usize]);
+    }
+    false
 }
 
 /// Positional (non-keyword) arguments of a call.
@@ -1447,6 +1543,20 @@ impl FunctionGuards {
             if a.guard.kind == GuardKind::Flag && a.guard.key.is_none() && !flag_is_guard(fx, a) {
                 continue;
             }
+            // A Set/Map entry removed only on some paths and never checked is
+            // data being stored (`storage.set(k, v)` ... `if (done)
+            // storage.delete(k)`), not an in-progress marker.
+            let keyed = matches!(a.guard.kind, GuardKind::SetEntry | GuardKind::MapEntry)
+                || (a.guard.kind == GuardKind::Flag && a.guard.key.is_some());
+            if keyed
+                && !a.checked
+                && !releases.iter().any(|ri| {
+                    let r = &self.releases[*ri];
+                    fx.stmt_ctx(r.stmt) == scope || r.context.in_finally.is_some() || r.context.in_catch.is_some()
+                })
+            {
+                continue;
+            }
             let end = releases.iter().map(|r| self.releases[*r].stmt).max().unwrap_or(a.stmt);
             let mut region = Region {
                 acquire: ai,
@@ -1639,10 +1749,20 @@ impl FunctionGuards {
                             .iter()
                             .position(|s| matches!(s.kind, StmtKind::Return(_)) && f.in_ctx(s.ctx, h))
                         {
+                            // The handler's `return` still passes an outer
+                            // `finally` that releases.
+                            if self.finally_on_path(fx, region, f.stmts[ret].ctx) {
+                                return Outcome::Protected;
+                            }
                             return Outcome::Leak(LeakCause::CatchReturn, Some(ret));
                         } else {
-                            // Swallowed: execution resumes after the try.
-                            Some(self.release_after(fx, region, info.end, parent))
+                            // Swallowed: execution resumes after the try, on
+                            // the normal path; it is released if a release
+                            // follows the try or a `finally` around it does.
+                            Some(
+                                self.release_after(fx, region, info.end)
+                                    || self.finally_on_path(fx, region, parent),
+                            )
                         };
                         match handled {
                             Some(true) => {
@@ -1680,11 +1800,11 @@ impl FunctionGuards {
     }
 
     /// A release at `level` (or above) after byte offset `end`.
-    fn release_after(&self, fx: &Facts, region: &Region, end: u32, level: CtxId) -> bool {
-        region.releases.iter().any(|ri| {
-            let r = &self.releases[*ri];
-            fx.f.stmts[r.stmt].span.start >= end && fx.f.in_ctx(level, fx.stmt_ctx(r.stmt))
-        })
+    fn release_after(&self, fx: &Facts, region: &Region, end: u32) -> bool {
+        region
+            .releases
+            .iter()
+            .any(|ri| fx.f.stmts[self.releases[*ri].stmt].span.start >= end)
     }
 }
 
@@ -1705,7 +1825,30 @@ fn in_handler(fx: &Facts, ctx: CtxId, scope: CtxId) -> bool {
 /// before setting it, or its name says "in progress".
 fn flag_is_guard(fx: &Facts, a: &Acquire) -> bool {
     let name = a.guard.place.rsplit('.').next().unwrap_or(&a.guard.place);
-    a.checked || fx.cat.is_flag_name(name)
+    a.checked || (fx.cat.is_flag_name(name) && tested_in_file(fx.file, name))
+}
+
+/// Some condition in the file reads a property or variable called `name`:
+/// a flag nobody tests guards nothing.
+fn tested_in_file(file: &FileModel, name: &str) -> bool {
+    file.functions.iter().any(|g| {
+        g.stmts.iter().any(|s| {
+            let Some(root) = g.stmt_expr(s) else { return false };
+            let condition = matches!(s.kind, StmtKind::Test(_) | StmtKind::Return(_));
+            g.descendants(root).into_iter().any(|d| match g.expr(d) {
+                Expr::Member { property, .. } | Expr::Ident(property) if &**property == name => {
+                    condition
+                }
+                Expr::Cond { test, .. } | Expr::Binary { left: test, .. } => {
+                    matches!(g.expr(*test), Expr::Member { property, .. } | Expr::Ident(property) if &**property == name)
+                }
+                Expr::Unary { op, arg } if matches!(&**op, "!" | "not") => {
+                    matches!(g.expr(*arg), Expr::Member { property, .. } | Expr::Ident(property) if &**property == name)
+                }
+                _ => false,
+            })
+        })
+    })
 }
 
 /// A condition before the acquire reads the guarded place.
@@ -1799,6 +1942,7 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
     for id in f.descendants(root) {
         match f.expr(id) {
             Expr::Await(_) => consider(RaiseKind::Await, f.span(id)),
+            Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(n) if fx.setters.contains(&**n)) => {}
             Expr::Call { callee, .. } | Expr::New { callee, .. } => {
                 let path = f.path(*callee);
                 let method = f.callee_name(*callee).unwrap_or("");

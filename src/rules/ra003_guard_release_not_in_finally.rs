@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 
 use crate::analysis::guards::{
-    redis_ops, Acquire, FunctionGuards, GuardKind, Leak, LeakCause, RaiseKind, RedisOpKind, Region,
+    in_test_code, redis_ops, Acquire, FunctionGuards, GuardKind, Leak, LeakCause, RaiseKind, RedisOpKind, Region,
     Release,
 };
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
@@ -41,6 +41,9 @@ impl super::Rule for Rule {
 
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         if cx.is_module() && cx.func.stmts.is_empty() {
+            return;
+        }
+        if in_test_code(cx.file, cx.func) {
             return;
         }
         let guards = FunctionGuards::analyse(cx.file, cx.func, cx.src);
