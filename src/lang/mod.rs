@@ -466,12 +466,14 @@ fn lower_unit<'t, F: Frontend>(
                 if opened_class {
                     lw.class_stack.pop();
                 }
-                // Statements of a branch belong inside its context, but the
-                // node's own exit runs after the branch: close it first.
+                // A branch body that is a single statement (`if (!ok) return;`,
+                // `while (x) step();`) emits that statement in its exit: it
+                // belongs inside the branch, so the context closes after it.
+                let exit = fe.exit(&mut lw, node, &role, mark);
                 if opened_ctx {
                     lw.ctx_stack.pop();
                 }
-                match fe.exit(&mut lw, node, &role, mark) {
+                match exit {
                     Exit::Expr(expr) => {
                         lw.results.truncate(mark);
                         lw.results.push(Child { node, field, expr });

@@ -4,6 +4,8 @@
 
 mod ra001_check_then_insert;
 mod ra002_nondeterministic_idempotency_key;
+mod ra003_guard_release_not_in_finally;
+mod ra006_unsafe_distributed_lock;
 mod ra007_payment_call_without_idempotency_key;
 
 use crate::catalog::Catalog;
@@ -105,6 +107,8 @@ pub trait Rule: Sync {
 pub static RULES: &[&dyn Rule] = &[
     &ra001_check_then_insert::Rule,
     &ra002_nondeterministic_idempotency_key::Rule,
+    &ra003_guard_release_not_in_finally::Rule,
+    &ra006_unsafe_distributed_lock::Rule,
     &ra007_payment_call_without_idempotency_key::Rule,
 ];
 
