@@ -1895,15 +1895,13 @@ impl FunctionGuards {
                 break;
             }
             match c.kind {
-                CtxKind::Try { try_id } | CtxKind::Catch { try_id, .. } => {
-                    if self.finally_releases(fx, region, try_id) {
-                        return true;
-                    }
+                CtxKind::Try { try_id } | CtxKind::Catch { try_id, .. }
+                    if self.finally_releases(fx, region, try_id) =>
+                {
+                    return true;
                 }
-                CtxKind::Finally { .. } => {
-                    if self.contains_release(fx, region, id) {
-                        return true;
-                    }
+                CtxKind::Finally { .. } if self.contains_release(fx, region, id) => {
+                    return true;
                 }
                 _ => {}
             }
@@ -2001,15 +1999,11 @@ impl FunctionGuards {
                         }
                     }
                 }
-                CtxKind::Catch { try_id, .. } => {
-                    if self.finally_releases(fx, region, try_id) {
-                        return Outcome::Protected;
-                    }
+                CtxKind::Catch { try_id, .. } if self.finally_releases(fx, region, try_id) => {
+                    return Outcome::Protected;
                 }
-                CtxKind::Finally { .. } => {
-                    if self.contains_release(fx, region, c) {
-                        return Outcome::Protected;
-                    }
+                CtxKind::Finally { .. } if self.contains_release(fx, region, c) => {
+                    return Outcome::Protected;
                 }
                 _ => {}
             }
@@ -2165,7 +2159,7 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
     };
     let mut best: Option<(RaiseKind, Span)> = None;
     let mut consider = |kind: RaiseKind, span: Span| {
-        if best.map_or(true, |(b, _)| kind > b) {
+        if best.is_none_or(|(b, _)| kind > b) {
             best = Some((kind, span));
         }
     };

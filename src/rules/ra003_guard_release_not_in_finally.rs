@@ -171,7 +171,7 @@ fn held_state(cx: &Context, a: &Acquire, release: &Release) -> String {
             } else {
                 format!("{place} is never released and every later caller waits on it")
             };
-            return what;
+            what
         }
         GuardKind::RedisKey => {
             let ttl = redis_ops(cx.file, cx.func, cx.src)
