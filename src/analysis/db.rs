@@ -152,7 +152,15 @@ pub fn entity_key(name: &str) -> String {
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect();
-    for suffix in ["repository", "repo", "model", "table", "collection", "entity", "schema"] {
+    for suffix in [
+        "repository",
+        "repo",
+        "model",
+        "table",
+        "collection",
+        "entity",
+        "schema",
+    ] {
         if n.len() > suffix.len() + 1 && n.ends_with(suffix) {
             n.truncate(n.len() - suffix.len());
             break;
@@ -161,9 +169,18 @@ pub fn entity_key(name: &str) -> String {
     if n.ends_with("ies") && n.len() > 4 {
         n.truncate(n.len() - 3);
         n.push('y');
-    } else if n.ends_with("sses") || n.ends_with("xes") || n.ends_with("ches") || n.ends_with("shes") {
+    } else if n.ends_with("sses")
+        || n.ends_with("xes")
+        || n.ends_with("ches")
+        || n.ends_with("shes")
+    {
         n.truncate(n.len() - 2);
-    } else if n.ends_with('s') && !n.ends_with("ss") && !n.ends_with("us") && !n.ends_with("is") && n.len() > 3 {
+    } else if n.ends_with('s')
+        && !n.ends_with("ss")
+        && !n.ends_with("us")
+        && !n.ends_with("is")
+        && n.len() > 3
+    {
         n.truncate(n.len() - 1);
     }
     n
@@ -244,7 +261,10 @@ impl Bindings {
     pub fn new(f: &Function) -> Bindings {
         let mut map: HashMap<String, Vec<ExprId>> = HashMap::new();
         for e in &f.exprs {
-            if let Expr::Assign { target, value, op, .. } = e {
+            if let Expr::Assign {
+                target, value, op, ..
+            } = e
+            {
                 if &**op != "=" {
                     continue;
                 }
@@ -298,7 +318,8 @@ fn sql_text(f: &Function, b: &Bindings, id: ExprId, hops: u8) -> Option<(ExprId,
         }
         Expr::Call { callee, args } => {
             let path = f.callee_text(*callee);
-            if has(&cat.wrappers, &path) || has(&cat.wrappers, f.callee_name(*callee).unwrap_or("")) {
+            if has(&cat.wrappers, &path) || has(&cat.wrappers, f.callee_name(*callee).unwrap_or(""))
+            {
                 let first = args.first()?;
                 sql_text(f, b, first.value, hops)
             } else {
@@ -346,14 +367,21 @@ pub fn ops(f: &Function, family: Family) -> Vec<DbOp> {
                         }
                     }
                 }
-                let awaited = parents[id as usize].is_some_and(|p| matches!(f.expr(p), Expr::Await(_)));
+                let awaited =
+                    parents[id as usize].is_some_and(|p| matches!(f.expr(p), Expr::Await(_)));
                 if let Some(op) = orm_call(f, &b, id, family, awaited) {
                     out.push(op);
                 }
             }
-            Expr::Template { tag: Some(tag), text, .. } => {
+            Expr::Template {
+                tag: Some(tag),
+                text,
+                ..
+            } => {
                 let tag_text = f.callee_text(*tag);
-                if has(&catalog().sql.tags, &tag_text) || has(&catalog().sql.tags, f.callee_name(*tag).unwrap_or("")) {
+                if has(&catalog().sql.tags, &tag_text)
+                    || has(&catalog().sql.tags, f.callee_name(*tag).unwrap_or(""))
+                {
                     // Passed to a call (`db.execute(sql\`...\`)`): the call is the op.
                     let inside_call = parents[id as usize].is_some_and(|p| {
                         matches!(f.expr(p), Expr::Call { args, .. } if args.iter().any(|a| a.value == id))
@@ -375,7 +403,15 @@ pub fn ops(f: &Function, family: Family) -> Vec<DbOp> {
     out
 }
 
-fn sql_op(f: &Function, call: ExprId, str_id: ExprId, info: SqlInfo, text: &str, label: &str, in_tx: bool) -> DbOp {
+fn sql_op(
+    f: &Function,
+    call: ExprId,
+    str_id: ExprId,
+    info: SqlInfo,
+    text: &str,
+    label: &str,
+    in_tx: bool,
+) -> DbOp {
     let kind = match info.kind {
         SqlKind::Select if info.count => OpKind::Count,
         SqlKind::Select => OpKind::Read,
@@ -404,7 +440,11 @@ fn sql_op(f: &Function, call: ExprId, str_id: ExprId, info: SqlInfo, text: &str,
         kind,
         expr: call,
         span: f.span(call),
-        entity: if matches!(info.kind, SqlKind::Update | SqlKind::Delete) { None } else { entity },
+        entity: if matches!(info.kind, SqlKind::Update | SqlKind::Delete) {
+            None
+        } else {
+            entity
+        },
         lib: Lib::Sql(dialect),
         lock: info.for_update,
         keys,
@@ -434,7 +474,11 @@ fn sql_call(f: &Function, b: &Bindings, id: ExprId, callee: ExprId, args: &[Arg]
         };
         // Outside the known runners, only a full statement counts.
         let strong = match info.kind {
-            SqlKind::Insert => info.table.is_some() && (!info.insert_cols.is_empty() || text.to_ascii_uppercase().contains("SELECT")),
+            SqlKind::Insert => {
+                info.table.is_some()
+                    && (!info.insert_cols.is_empty()
+                        || text.to_ascii_uppercase().contains("SELECT"))
+            }
             SqlKind::Select => info.table.is_some() && text.to_ascii_uppercase().contains("WHERE"),
             _ => false,
         };
@@ -443,7 +487,15 @@ fn sql_call(f: &Function, b: &Bindings, id: ExprId, callee: ExprId, args: &[Arg]
         }
         let path = f.path(callee);
         let in_tx = path.iter().any(|p| is_tx_handle(p));
-        return Some(sql_op(f, id, sid, info, &text, &f.callee_text(callee), in_tx));
+        return Some(sql_op(
+            f,
+            id,
+            sid,
+            info,
+            &text,
+            &f.callee_text(callee),
+            in_tx,
+        ));
     }
     None
 }
@@ -504,7 +556,13 @@ fn holder_prefix(name: &str) -> Option<Option<String>> {
     None
 }
 
-fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Family) -> EntityInfo {
+fn entity_of(
+    f: &Function,
+    b: &Bindings,
+    links: &[Link],
+    verb: usize,
+    family: Family,
+) -> EntityInfo {
     let orm = &catalog().orm;
     let mut info = EntityInfo {
         name: None,
@@ -515,9 +573,17 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
     let names: Vec<&str> = links.iter().map(|l| l.name).collect();
     // Django / Flask-SQLAlchemy managers: `User.objects`, `User.query`.
     for i in 1..verb.min(links.len()) {
-        if has(&orm.managers, names[i]) && links[i].args.is_none() && links[i - 1].args.is_none() && capitalised(names[i - 1]) {
+        if has(&orm.managers, names[i])
+            && links[i].args.is_none()
+            && links[i - 1].args.is_none()
+            && capitalised(names[i - 1])
+        {
             info.name = Some(names[i - 1].to_string());
-            info.lib = if names[i] == "query" { Lib::SqlAlchemy } else { Lib::Django };
+            info.lib = if names[i] == "query" {
+                Lib::SqlAlchemy
+            } else {
+                Lib::Django
+            };
             info.db_receiver = true;
             return info;
         }
@@ -528,7 +594,10 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
         let Some(args) = l.args else { continue };
         let Some(first) = args.first() else { continue };
         let allow_str = matches!(l.name, "collection" | "table" | "from" | "into" | "model");
-        if has(&orm.entity_args, l.name) || (l.name == "createQueryBuilder" && matches!(f.expr(first.value), Expr::Ident(n) if capitalised(n))) {
+        if has(&orm.entity_args, l.name)
+            || (l.name == "createQueryBuilder"
+                && matches!(f.expr(first.value), Expr::Ident(n) if capitalised(n)))
+        {
             if let Some(n) = arg_entity(f, first.value, allow_str) {
                 if matches!(f.expr(first.value), Expr::Str(_)) && !allow_str {
                     continue;
@@ -537,13 +606,20 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
                 info.db_receiver = true;
                 info.lib = match l.name {
                     "collection" => Lib::MongoDriver,
-                    "getRepository" | "getCustomRepository" | "getMongoRepository" | "getTreeRepository" | "withRepository" | "createQueryBuilder" => {
+                    "getRepository"
+                    | "getCustomRepository"
+                    | "getMongoRepository"
+                    | "getTreeRepository"
+                    | "withRepository"
+                    | "createQueryBuilder" => {
                         info.builder_create = true;
                         Lib::TypeOrm
                     }
                     "model" => Lib::Mongoose,
                     "query" | "select" | "insert" if family == Family::Python => Lib::SqlAlchemy,
-                    "from" | "into" | "table" if matches!(f.expr(first.value), Expr::Str(_)) => Lib::Knex,
+                    "from" | "into" | "table" if matches!(f.expr(first.value), Expr::Str(_)) => {
+                        Lib::Knex
+                    }
                     // Drizzle `db.insert(table)`; TypeORM `manager.insert(Entity, values)`.
                     "from" | "insert" if family == Family::Js && args.len() == 1 => Lib::Drizzle,
                     "insert" | "update" | "delete" if family == Family::Js => Lib::TypeOrm,
@@ -600,7 +676,13 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
             let is_model = lower.ends_with("model");
             info.name = prefix;
             info.db_receiver = true;
-            info.lib = if is_model { Lib::Mongoose } else if lower.contains("repo") { Lib::TypeOrm } else { Lib::Unknown };
+            info.lib = if is_model {
+                Lib::Mongoose
+            } else if lower.contains("repo") {
+                Lib::TypeOrm
+            } else {
+                Lib::Unknown
+            };
             info.builder_create = lower.contains("repo");
             return info;
         }
@@ -611,7 +693,11 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
         if prev.args.is_none() && capitalised(prev.name) && !has(&orm.not_models, prev.name) {
             info.name = Some(prev.name.to_string());
             info.db_receiver = true;
-            info.lib = if family == Family::Python { Lib::Unknown } else { Lib::Mongoose };
+            info.lib = if family == Family::Python {
+                Lib::Unknown
+            } else {
+                Lib::Mongoose
+            };
             return info;
         }
     }
@@ -627,7 +713,11 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
         if session_like {
             info.db_receiver = true;
             info.builder_create = recv_lc.contains("manager") || recv == "em";
-            info.lib = if family == Family::Python { Lib::SqlAlchemy } else { Lib::TypeOrm };
+            info.lib = if family == Family::Python {
+                Lib::SqlAlchemy
+            } else {
+                Lib::TypeOrm
+            };
             if let Some(first) = links[verb].args.and_then(|a| a.first()) {
                 if let Expr::Ident(n) = f.expr(first.value) {
                     if capitalised(n) {
@@ -646,10 +736,35 @@ fn entity_of(f: &Function, b: &Bindings, links: &[Link], verb: usize, family: Fa
 /// `eq(table.col, value)` and knex `where('col', value)`.
 pub fn keys_of(f: &Function, args: &[Arg]) -> Vec<String> {
     const OPTION_KEYS: &[&str] = &[
-        "select", "include", "orderBy", "order", "take", "skip", "limit", "offset", "lock",
-        "transaction", "attributes", "relations", "defaults", "using", "raw", "lean", "session",
-        "projection", "sort", "paranoid", "returning", "omit", "distinct", "cursor", "withDeleted",
-        "cache", "loadEagerRelations", "new", "upsert",
+        "select",
+        "include",
+        "orderBy",
+        "order",
+        "take",
+        "skip",
+        "limit",
+        "offset",
+        "lock",
+        "transaction",
+        "attributes",
+        "relations",
+        "defaults",
+        "using",
+        "raw",
+        "lean",
+        "session",
+        "projection",
+        "sort",
+        "paranoid",
+        "returning",
+        "omit",
+        "distinct",
+        "cursor",
+        "withDeleted",
+        "cache",
+        "loadEagerRelations",
+        "new",
+        "upsert",
     ];
     let mut out: Vec<String> = Vec::new();
     let push = |out: &mut Vec<String>, k: &str| {
@@ -670,7 +785,14 @@ pub fn keys_of(f: &Function, args: &[Arg]) -> Vec<String> {
                     Some((_, Expr::Object(inner))) => inner,
                     // `where: eq(referrals.refereeId, id)` (Drizzle).
                     Some((v, Expr::Call { .. })) => {
-                        let nested = keys_of(f, &[Arg { name: None, value: v, spread: false }]);
+                        let nested = keys_of(
+                            f,
+                            &[Arg {
+                                name: None,
+                                value: v,
+                                spread: false,
+                            }],
+                        );
                         for k in nested {
                             push(&mut out, &k);
                         }
@@ -682,7 +804,9 @@ pub fn keys_of(f: &Function, args: &[Arg]) -> Vec<String> {
                     if let PropKey::Name(k) = &p.key {
                         // Prisma compound keys: `orgId_email: { orgId, email }`.
                         if let Expr::Object(nested) = f.expr(p.value) {
-                            if k.contains('_') && nested.iter().all(|n| matches!(&n.key, PropKey::Name(_))) {
+                            if k.contains('_')
+                                && nested.iter().all(|n| matches!(&n.key, PropKey::Name(_)))
+                            {
                                 for n in nested {
                                     if let PropKey::Name(nk) = &n.key {
                                         push(&mut out, nk);
@@ -702,7 +826,10 @@ pub fn keys_of(f: &Function, args: &[Arg]) -> Vec<String> {
                     push(&mut out, property);
                 }
             }
-            Expr::Call { callee, args: inner } if matches!(f.callee_name(*callee), Some("eq" | "and" | "and_")) => {
+            Expr::Call {
+                callee,
+                args: inner,
+            } if matches!(f.callee_name(*callee), Some("eq" | "and" | "and_")) => {
                 for ia in inner {
                     match f.expr(ia.value) {
                         Expr::Member { property, .. } => {
@@ -715,7 +842,9 @@ pub fn keys_of(f: &Function, args: &[Arg]) -> Vec<String> {
                             }
                         }
                         Expr::Call { args: deeper, .. } => {
-                            if let Some(Expr::Member { property, .. }) = deeper.first().map(|d| f.expr(d.value)) {
+                            if let Some(Expr::Member { property, .. }) =
+                                deeper.first().map(|d| f.expr(d.value))
+                            {
                                 push(&mut out, property);
                             }
                         }
@@ -744,11 +873,16 @@ fn new_object(f: &Function, id: ExprId, family: Family) -> Option<(Option<String
     match f.expr(id) {
         Expr::New { callee, .. } => {
             let n = f.callee_name(*callee)?;
-            (capitalised(n) && !has(&catalog().orm.not_models, n)).then(|| (Some(n.to_string()), id))
+            (capitalised(n) && !has(&catalog().orm.not_models, n))
+                .then(|| (Some(n.to_string()), id))
         }
         Expr::Call { callee, args } => {
             let n = f.callee_name(*callee)?;
-            if family == Family::Python && matches!(f.expr(*callee), Expr::Ident(_) | Expr::Member { .. }) && capitalised(n) && n.chars().any(|c| c.is_ascii_lowercase()) {
+            if family == Family::Python
+                && matches!(f.expr(*callee), Expr::Ident(_) | Expr::Member { .. })
+                && capitalised(n)
+                && n.chars().any(|c| c.is_ascii_lowercase())
+            {
                 return Some((Some(n.to_string()), id));
             }
             if matches!(n, "create" | "build") {
@@ -766,7 +900,10 @@ fn new_object(f: &Function, id: ExprId, family: Family) -> Option<(Option<String
                     return Some((h, id));
                 }
                 if n == "build" {
-                    let recv = path.get(path.len().saturating_sub(2)).copied().unwrap_or("");
+                    let recv = path
+                        .get(path.len().saturating_sub(2))
+                        .copied()
+                        .unwrap_or("");
                     if capitalised(recv) {
                         return Some((Some(recv.to_string()), id));
                     }
@@ -775,7 +912,9 @@ fn new_object(f: &Function, id: ExprId, family: Family) -> Option<(Option<String
             None
         }
         Expr::Object(props) => {
-            let has_id = props.iter().any(|p| matches!(&p.key, PropKey::Name(k) if matches!(&**k, "id" | "_id")));
+            let has_id = props
+                .iter()
+                .any(|p| matches!(&p.key, PropKey::Name(k) if matches!(&**k, "id" | "_id")));
             (!has_id).then_some((None, id))
         }
         _ => None,
@@ -783,7 +922,13 @@ fn new_object(f: &Function, id: ExprId, family: Family) -> Option<(Option<String
 }
 
 /// An ORM / builder / driver call chain ending at `top`.
-fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bool) -> Option<DbOp> {
+fn orm_call(
+    f: &Function,
+    b: &Bindings,
+    top: ExprId,
+    family: Family,
+    awaited: bool,
+) -> Option<DbOp> {
     let orm = &catalog().orm;
     let mut links = chain(f, top);
     if links.is_empty() {
@@ -827,14 +972,28 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bo
     // `select(...).from(t).where(...)`, knex `knex('users').where({...})`.
     let verb = verb.or_else(|| {
         let has_link = |n: &str| links.iter().any(|l| l.name == n && l.args.is_some());
-        let mutates = ["update", "del", "delete", "increment", "decrement", "truncate", "set"].iter().any(|m| has_link(m));
+        let mutates = [
+            "update",
+            "del",
+            "delete",
+            "increment",
+            "decrement",
+            "truncate",
+            "set",
+        ]
+        .iter()
+        .any(|m| has_link(m));
         let knex_root = links.first().is_some_and(|r| {
-            r.args.is_some_and(|a| a.first().is_some_and(|x| matches!(f.expr(x.value), Expr::Str(_))))
-                && (has(&orm.knex_roots, r.name) || r.name.to_ascii_lowercase().contains("knex"))
+            r.args.is_some_and(|a| {
+                a.first()
+                    .is_some_and(|x| matches!(f.expr(x.value), Expr::Str(_)))
+            }) && (has(&orm.knex_roots, r.name) || r.name.to_ascii_lowercase().contains("knex"))
         });
         let select_from = has_link("select") && has_link("from");
-        (family == Family::Js && !mutates && (select_from || (knex_root && (has_link("where") || has_link("whereIn")))))
-            .then(|| links.len() - 1)
+        (family == Family::Js
+            && !mutates
+            && (select_from || (knex_root && (has_link("where") || has_link("whereIn")))))
+        .then(|| links.len() - 1)
     });
     let verb = verb?;
     let name = links[verb].name;
@@ -853,19 +1012,46 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bo
     let safe_in_chain = links.iter().enumerate().any(|(i, l)| {
         l.args.is_some()
             && has(&orm.conflict_safe, l.name)
-            && (l.name != "prefix_with" || l.args.is_some_and(|a| a.iter().any(|x| f.string_value(x.value).is_some_and(|s| s.to_ascii_uppercase().contains("IGNORE")))))
+            && (l.name != "prefix_with"
+                || l.args.is_some_and(|a| {
+                    a.iter().any(|x| {
+                        f.string_value(x.value)
+                            .is_some_and(|s| s.to_ascii_uppercase().contains("IGNORE"))
+                    })
+                }))
             && (!matches!(l.name, "merge" | "ignore") || names[..i].contains(&"onConflict"))
     });
-    let safe_option = links.iter().any(|l| l.args.is_some_and(|a| a.iter().any(|x| safe_opt(f, x))));
+    let safe_option = links
+        .iter()
+        .any(|l| l.args.is_some_and(|a| a.iter().any(|x| safe_opt(f, x))));
     let lock = links.iter().any(|l| {
         l.args.is_some()
-            && (has(&orm.locks, l.name) && (l.name != "setLock" || l.args.is_some_and(|a| a.iter().any(|x| f.string_value(x.value).is_some_and(|s| s.starts_with("pessimistic"))))))
-            || (l.name == "for" && l.args.is_some_and(|a| a.first().and_then(|x| f.string_value(x.value)).is_some_and(|s| s.contains("update") || s.contains("share"))))
+            && (has(&orm.locks, l.name)
+                && (l.name != "setLock"
+                    || l.args.is_some_and(|a| {
+                        a.iter().any(|x| {
+                            f.string_value(x.value)
+                                .is_some_and(|s| s.starts_with("pessimistic"))
+                        })
+                    })))
+            || (l.name == "for"
+                && l.args.is_some_and(|a| {
+                    a.first()
+                        .and_then(|x| f.string_value(x.value))
+                        .is_some_and(|s| s.contains("update") || s.contains("share"))
+                }))
     }) || args.iter().any(|a| lock_opt(f, a));
-    let in_tx = links.iter().any(|l| is_tx_handle(l.name) || l.name == "transacting")
-        || links.iter().any(|l| l.args.is_some_and(|a| a.iter().any(|x| tx_opt(f, x))));
+    let in_tx = links
+        .iter()
+        .any(|l| is_tx_handle(l.name) || l.name == "transacting")
+        || links
+            .iter()
+            .any(|l| l.args.is_some_and(|a| a.iter().any(|x| tx_opt(f, x))));
 
-    let builder_read = !has(&orm.reads, name) && !has(&orm.counts, name) && !has(&orm.inserts, name) && !has(&orm.conflict_safe, name);
+    let builder_read = !has(&orm.reads, name)
+        && !has(&orm.counts, name)
+        && !has(&orm.inserts, name)
+        && !has(&orm.conflict_safe, name);
     let mut kind = if has(&orm.counts, name) {
         OpKind::Count
     } else if has(&orm.reads, name) || builder_read {
@@ -905,7 +1091,9 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bo
             "add" | "add_all" => {
                 let recv = names.get(verb.wrapping_sub(1)).copied().unwrap_or("");
                 let recv_lc = recv.to_ascii_lowercase();
-                if !(recv_lc.contains("session") || has(&orm.sessions, recv)) || family != Family::Python && !recv_lc.contains("session") {
+                if !(recv_lc.contains("session") || has(&orm.sessions, recv))
+                    || family != Family::Python && !recv_lc.contains("session")
+                {
                     return None;
                 }
                 lib = Lib::SqlAlchemy;
@@ -922,7 +1110,12 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bo
             "save" | "asave" => {
                 // `repo.save(obj)`, `manager.save(obj)`, `obj.save()`.
                 let (obj, receiver_obj) = match args.first() {
-                    Some(a) if !(matches!(f.expr(a.value), Expr::Ident(n) if capitalised(n)) && args.len() > 1) => (a.value, false),
+                    Some(a)
+                        if !(matches!(f.expr(a.value), Expr::Ident(n) if capitalised(n))
+                            && args.len() > 1) =>
+                    {
+                        (a.value, false)
+                    }
                     Some(_) => (args[1].value, false),
                     None => {
                         let recv = links.get(verb.wrapping_sub(1))?;
@@ -941,16 +1134,30 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bo
                     }
                 }
                 if receiver_obj {
-                    lib = if family == Family::Python { Lib::Django } else { Lib::Mongoose };
+                    lib = if family == Family::Python {
+                        Lib::Django
+                    } else {
+                        Lib::Mongoose
+                    };
                 }
                 data = Some(data_id);
                 keys = new_keys(f, b, obj, data_id);
             }
-            "insert" | "insertOne" | "insertMany" | "insert_one" | "insert_many" | "createMany" | "createManyAndReturn" | "bulkCreate" | "bulk_create" | "abulk_create" => {
+            "insert"
+            | "insertOne"
+            | "insertMany"
+            | "insert_one"
+            | "insert_many"
+            | "createMany"
+            | "createManyAndReturn"
+            | "bulkCreate"
+            | "bulk_create"
+            | "abulk_create" => {
                 if !ent.db_receiver {
                     return None;
                 }
-                if ent.builder_create && lib == Lib::TypeOrm && name == "insert" && args.is_empty() {
+                if ent.builder_create && lib == Lib::TypeOrm && name == "insert" && args.is_empty()
+                {
                     // `createQueryBuilder().insert().into(User).values(...)`.
                     if let Some(v) = links.iter().find(|l| l.name == "values") {
                         let va = v.args.unwrap_or(&[]);
@@ -984,13 +1191,28 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bo
         if matches!(name, "get" | "aget") && entity.is_none() {
             return None;
         }
-        if ent.name.is_none() && matches!(name, "find" | "first" | "one" | "last" | "scalar" | "scalars") {
+        if ent.name.is_none()
+            && matches!(
+                name,
+                "find" | "first" | "one" | "last" | "scalar" | "scalars"
+            )
+        {
             return None;
         }
         // Builder reads: keys from `where(...)` links.
         if keys.is_empty() {
             for l in &links {
-                if matches!(l.name, "where" | "filter" | "filter_by" | "andWhere" | "findOneBy" | "get" | "aget" | "exclude") {
+                if matches!(
+                    l.name,
+                    "where"
+                        | "filter"
+                        | "filter_by"
+                        | "andWhere"
+                        | "findOneBy"
+                        | "get"
+                        | "aget"
+                        | "exclude"
+                ) {
                     keys.extend(keys_of(f, l.args.unwrap_or(&[])));
                 }
             }
@@ -1024,7 +1246,12 @@ fn orm_call(f: &Function, b: &Bindings, top: ExprId, family: Family, awaited: bo
 }
 
 /// Resolves an object passed to `save`/`add`: a new object built here.
-fn resolve_new(f: &Function, b: &Bindings, obj: ExprId, family: Family) -> Option<(Option<String>, ExprId)> {
+fn resolve_new(
+    f: &Function,
+    b: &Bindings,
+    obj: ExprId,
+    family: Family,
+) -> Option<(Option<String>, ExprId)> {
     if let Some(r) = new_object(f, obj, family) {
         return Some(r);
     }
@@ -1063,7 +1290,9 @@ fn new_keys(f: &Function, _b: &Bindings, obj: ExprId, data: ExprId) -> Vec<Strin
         for e in &f.exprs {
             if let Expr::Assign { target, .. } = e {
                 if let Expr::Member { object, property } = f.expr(*target) {
-                    if matches!(f.expr(*object), Expr::Ident(o) if o == var) && !keys.iter().any(|k| k == &**property) {
+                    if matches!(f.expr(*object), Expr::Ident(o) if o == var)
+                        && !keys.iter().any(|k| k == &**property)
+                    {
                         keys.push(property.to_string());
                     }
                 }
@@ -1132,8 +1361,10 @@ fn executed_construct(f: &Function, b: &Bindings, links: &[Link], family: Family
         return None;
     }
     let exec = links.iter().position(|l| {
-        matches!(l.name, "execute" | "scalar" | "scalars" | "exec" | "aexecute")
-            && l.args.is_some_and(|a| !a.is_empty())
+        matches!(
+            l.name,
+            "execute" | "scalar" | "scalars" | "exec" | "aexecute"
+        ) && l.args.is_some_and(|a| !a.is_empty())
     })?;
     let arg = links[exec].args?.first()?.value;
     let arg = match f.expr(arg) {
@@ -1148,13 +1379,20 @@ fn executed_construct(f: &Function, b: &Bindings, links: &[Link], family: Family
                 || root.args.is_some_and(|a| a.iter().any(|x| {
                     matches!(f.expr(x.value), Expr::Call { callee, .. } if f.callee_text(*callee).ends_with("count"))
                 }));
-            if count { OpKind::Count } else { OpKind::Read }
+            if count {
+                OpKind::Count
+            } else {
+                OpKind::Read
+            }
         }
         "insert" => OpKind::Insert,
         "exists" => OpKind::Read,
         _ => return None,
     };
-    let mut entity = root.args.and_then(|a| a.first()).and_then(|x| arg_entity(f, x.value, false));
+    let mut entity = root
+        .args
+        .and_then(|a| a.first())
+        .and_then(|x| arg_entity(f, x.value, false));
     if entity.is_none() {
         // `select(func.count()).select_from(User)`.
         entity = inner
@@ -1165,7 +1403,13 @@ fn executed_construct(f: &Function, b: &Bindings, links: &[Link], family: Family
     }
     let safe = inner.iter().any(|l| {
         has(&catalog().orm.conflict_safe, l.name)
-            && (l.name != "prefix_with" || l.args.is_some_and(|a| a.iter().any(|x| f.string_value(x.value).is_some_and(|s| s.to_ascii_uppercase().contains("IGNORE")))))
+            && (l.name != "prefix_with"
+                || l.args.is_some_and(|a| {
+                    a.iter().any(|x| {
+                        f.string_value(x.value)
+                            .is_some_and(|s| s.to_ascii_uppercase().contains("IGNORE"))
+                    })
+                }))
     });
     let lock = inner.iter().any(|l| has(&catalog().orm.locks, l.name));
     let mut keys = Vec::new();
@@ -1181,7 +1425,11 @@ fn executed_construct(f: &Function, b: &Bindings, links: &[Link], family: Family
     }
     let top = links.last()?.id;
     Some(DbOp {
-        kind: if kind == OpKind::Insert && safe { OpKind::SafeInsert } else { kind },
+        kind: if kind == OpKind::Insert && safe {
+            OpKind::SafeInsert
+        } else {
+            kind
+        },
         expr: top,
         span: f.span(top),
         entity,

@@ -109,12 +109,18 @@ pub struct PaymentCatalog {
 
 fn external() -> &'static ExternalCatalog {
     static C: OnceLock<ExternalCatalog> = OnceLock::new();
-    C.get_or_init(|| toml::from_str(EXTERNAL_TOML).expect("rules/catalog/external.toml is valid (checked by tests)"))
+    C.get_or_init(|| {
+        toml::from_str(EXTERNAL_TOML)
+            .expect("rules/catalog/external.toml is valid (checked by tests)")
+    })
 }
 
 pub fn payments() -> &'static PaymentCatalog {
     static C: OnceLock<PaymentCatalog> = OnceLock::new();
-    C.get_or_init(|| toml::from_str(PAYMENTS_TOML).expect("rules/catalog/payments.toml is valid (checked by tests)"))
+    C.get_or_init(|| {
+        toml::from_str(PAYMENTS_TOML)
+            .expect("rules/catalog/payments.toml is valid (checked by tests)")
+    })
 }
 
 /// A call that leaves the process.
@@ -162,7 +168,9 @@ pub fn classify(f: &Function, call: ExprId, family: Family) -> Option<External> 
             && methods.iter().any(|m| m == method)
             && contains_word(receiver, words)
     };
-    if c.email.calls.iter().any(|p| p.matches(&path)) || by_receiver(&c.email.methods, &c.email.receiver_words) {
+    if c.email.calls.iter().any(|p| p.matches(&path))
+        || by_receiver(&c.email.methods, &c.email.receiver_words)
+    {
         return Some(External {
             kind: ExternalKind::Email,
             label: label(),
@@ -170,14 +178,21 @@ pub fn classify(f: &Function, call: ExprId, family: Family) -> Option<External> 
     }
     let python = family == Family::Python;
     let queue_call = c.queue.calls.iter().any(|p| p.matches(&path))
-        && (python || !c.queue.python_only.iter().any(|p| CallPattern::new(p).matches(&path)));
+        && (python
+            || !c
+                .queue
+                .python_only
+                .iter()
+                .any(|p| CallPattern::new(p).matches(&path)));
     if queue_call || by_receiver(&c.queue.methods, &c.queue.receiver_words) {
         return Some(External {
             kind: ExternalKind::Queue,
             label: label(),
         });
     }
-    if c.http.calls.iter().any(|p| p.matches(&path)) || by_receiver(&c.http.methods, &c.http.receiver_words) {
+    if c.http.calls.iter().any(|p| p.matches(&path))
+        || by_receiver(&c.http.methods, &c.http.receiver_words)
+    {
         return Some(External {
             kind: ExternalKind::Http,
             label: label(),
@@ -213,7 +228,8 @@ pub fn money_call(f: &Function, call: ExprId, family: Family) -> Option<MoneyCal
                     }
                 }
             }
-            if path_tail.len() < want.len() || path_tail[path_tail.len() - want.len()..] != want[..] {
+            if path_tail.len() < want.len() || path_tail[path_tail.len() - want.len()..] != want[..]
+            {
                 continue;
             }
             let receiver = &path_tail[..path_tail.len() - want.len()];

@@ -57,7 +57,10 @@ pub enum Dialect {
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
     /// An unquoted word, upper-cased, or a quoted identifier as written.
-    Word { text: String, quoted: bool },
+    Word {
+        text: String,
+        quoted: bool,
+    },
     Punct(char),
     /// A `$1` / `?` / `%s` / `:name` placeholder or a template hole.
     Placeholder,
@@ -79,8 +82,8 @@ impl Tok {
 
 /// Statement verbs a SQL text may start with (after comments and `(`).
 const VERBS: &[&str] = &[
-    "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "START", "COMMIT", "ROLLBACK",
-    "SET", "REPLACE", "MERGE", "UPSERT",
+    "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "START", "COMMIT", "ROLLBACK", "SET",
+    "REPLACE", "MERGE", "UPSERT",
 ];
 
 /// Classifies `text` if it reads as a SQL statement; `None` for anything else
@@ -224,7 +227,10 @@ fn fallback_tokenize(text: &str) -> Vec<Tok> {
                 i += 1;
             }
             out.push(Tok::Word {
-                text: chars[start..i].iter().collect::<String>().to_ascii_uppercase(),
+                text: chars[start..i]
+                    .iter()
+                    .collect::<String>()
+                    .to_ascii_uppercase(),
                 quoted: false,
             });
         } else if c.is_ascii_digit() {
@@ -265,7 +271,10 @@ fn table_at(toks: &[Tok], mut i: usize) -> Option<(String, usize)> {
 
 fn lower_ident(t: &Tok) -> Option<String> {
     match t {
-        Tok::Word { text, quoted: false } => Some(text.to_ascii_lowercase()),
+        Tok::Word {
+            text,
+            quoted: false,
+        } => Some(text.to_ascii_lowercase()),
         Tok::Word { text, quoted: true } => Some(text.clone()),
         _ => None,
     }
@@ -295,13 +304,20 @@ fn analyse(toks: &[Tok]) -> Option<SqlInfo> {
     let mut verb_at = None;
     for &i in &top {
         let k = match &toks[i] {
-            Tok::Word { text, quoted: false } => match text.as_str() {
+            Tok::Word {
+                text,
+                quoted: false,
+            } => match text.as_str() {
                 "SELECT" => SqlKind::Select,
                 "INSERT" | "REPLACE" | "UPSERT" | "MERGE" => SqlKind::Insert,
                 "UPDATE" => SqlKind::Update,
                 "DELETE" => SqlKind::Delete,
                 "BEGIN" | "START" => SqlKind::Begin,
-                "SET" if toks.get(i + 1).is_some_and(|t| t.is_kw("TRANSACTION") || t.is_kw("SESSION")) => {
+                "SET"
+                    if toks
+                        .get(i + 1)
+                        .is_some_and(|t| t.is_kw("TRANSACTION") || t.is_kw("SESSION")) =>
+                {
                     SqlKind::Begin
                 }
                 "COMMIT" | "ROLLBACK" => SqlKind::Commit,
@@ -338,7 +354,11 @@ fn analyse(toks: &[Tok]) -> Option<SqlInfo> {
                 if t.is_kw("IGNORE") || t.is_kw("REPLACE") {
                     modifier_safe = true;
                     i += 1;
-                } else if t.is_kw("OR") || t.is_kw("LOW_PRIORITY") || t.is_kw("DELAYED") || t.is_kw("HIGH_PRIORITY") {
+                } else if t.is_kw("OR")
+                    || t.is_kw("LOW_PRIORITY")
+                    || t.is_kw("DELAYED")
+                    || t.is_kw("HIGH_PRIORITY")
+                {
                     i += 1;
                 } else {
                     break;
@@ -367,9 +387,8 @@ fn analyse(toks: &[Tok]) -> Option<SqlInfo> {
                     }
                 }
             }
-            info.conflict_safe = modifier_safe
-                || seq(&["ON", "CONFLICT"])
-                || seq(&["ON", "DUPLICATE", "KEY"]);
+            info.conflict_safe =
+                modifier_safe || seq(&["ON", "CONFLICT"]) || seq(&["ON", "DUPLICATE", "KEY"]);
             if seq(&["ON", "CONFLICT"]) {
                 info.dialect = Some(Dialect::Postgres);
             } else if seq(&["ON", "DUPLICATE", "KEY"]) || (modifier_safe && verb == "INSERT") {
@@ -398,9 +417,7 @@ fn analyse(toks: &[Tok]) -> Option<SqlInfo> {
                     }
                 }
             }
-            info.count = toks
-                .get(verb_at + 1)
-                .is_some_and(|t| t.is_kw("COUNT"))
+            info.count = toks.get(verb_at + 1).is_some_and(|t| t.is_kw("COUNT"))
                 || (toks.get(verb_at + 1).is_some_and(|t| t.is_kw("CAST"))
                     && toks.get(verb_at + 3).is_some_and(|t| t.is_kw("COUNT")));
             info.for_update = seq(&["FOR", "UPDATE"])
@@ -418,9 +435,11 @@ fn analyse(toks: &[Tok]) -> Option<SqlInfo> {
         }
         _ => {}
     }
-    if info.table.as_deref().is_some_and(|t| {
-        matches!(t, "SELECT" | "WHERE" | "VALUES" | "SET" | "DUAL")
-    }) {
+    if info
+        .table
+        .as_deref()
+        .is_some_and(|t| matches!(t, "SELECT" | "WHERE" | "VALUES" | "SET" | "DUAL"))
+    {
         info.table = None;
     }
     if let Some(t) = info.table.take() {
@@ -438,7 +457,8 @@ fn analyse(toks: &[Tok]) -> Option<SqlInfo> {
             if matches!(toks[j], Tok::Word { .. }) && toks[j + 1] == Tok::Punct('=') {
                 // `t.col = $1`: the column is the last part.
                 if let Some(c) = lower_ident(&toks[j]) {
-                    let keyword = matches!(&toks[j], Tok::Word { quoted: false, text } if is_reserved(text));
+                    let keyword =
+                        matches!(&toks[j], Tok::Word { quoted: false, text } if is_reserved(text));
                     if !keyword && !info.where_cols.contains(&c) {
                         info.where_cols.push(c);
                     }
@@ -534,10 +554,15 @@ mod tests {
         assert!(c("SELECT COUNT(*) FROM api_keys WHERE org_id = $1").count);
         assert_eq!(c("BEGIN").kind, SqlKind::Begin);
         assert!(c("BEGIN ISOLATION LEVEL SERIALIZABLE").serializable);
-        assert_eq!(c("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").kind, SqlKind::Begin);
+        assert_eq!(
+            c("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").kind,
+            SqlKind::Begin
+        );
         assert_eq!(c("COMMIT").kind, SqlKind::Commit);
         assert_eq!(
-            c("SELECT EXISTS (SELECT 1 FROM follows WHERE a = $1)").table.as_deref(),
+            c("SELECT EXISTS (SELECT 1 FROM follows WHERE a = $1)")
+                .table
+                .as_deref(),
             Some("follows")
         );
     }

@@ -53,8 +53,14 @@ impl super::Rule for Rule {
         }
         let an = Analysis::new(cx, &ops);
         let mut reported: HashSet<ExprId> = HashSet::new();
-        for check in ops.iter().filter(|o| matches!(o.kind, OpKind::Read | OpKind::Count)) {
-            for insert in ops.iter().filter(|o| o.kind == OpKind::Insert && o.span.start >= check.span.end) {
+        for check in ops
+            .iter()
+            .filter(|o| matches!(o.kind, OpKind::Read | OpKind::Count))
+        {
+            for insert in ops
+                .iter()
+                .filter(|o| o.kind == OpKind::Insert && o.span.start >= check.span.end)
+            {
                 if reported.contains(&insert.expr) {
                     continue;
                 }
@@ -79,6 +85,10 @@ impl super::Rule for Rule {
 fn runs_once(f: &Function) -> bool {
     f.params.iter().any(|p| &*p.name == "schema_editor")
         || (f.params.is_empty() && matches!(&*f.name, "upgrade" | "downgrade"))
+        // Helpers of a data migration load historical models: `apps.get_model(...)`.
+        || f.exprs.iter().any(|e| {
+            matches!(e, Expr::Call { callee, .. } if f.callee_text(*callee) == "apps.get_model")
+        })
 }
 
 /// Cheap test before building the operations: a call that can insert, or
@@ -91,7 +101,10 @@ fn may_insert(cx: &Context) -> bool {
             .callee_name(*callee)
             .is_some_and(|n| cat.orm.inserts.iter().any(|i| i == n)),
         Expr::Str(s) | Expr::Template { text: s, .. } => {
-            s.len() > 10 && s.as_bytes().windows(6).any(|w| w.eq_ignore_ascii_case(b"insert"))
+            s.len() > 10
+                && s.as_bytes()
+                    .windows(6)
+                    .any(|w| w.eq_ignore_ascii_case(b"insert"))
         }
         _ => false,
     })
@@ -191,7 +204,12 @@ impl<'a> Analysis<'a> {
                 Expr::Member { object, .. } | Expr::Index { object, .. } => *object == cur,
                 Expr::Call { callee, args } => {
                     matches!(f.expr(*callee), Expr::Member { object, .. } if *object == cur)
-                        || (args.len() == 1 && args[0].value == cur && matches!(f.callee_name(*callee), Some("len" | "bool" | "Boolean" | "list")))
+                        || (args.len() == 1
+                            && args[0].value == cur
+                            && matches!(
+                                f.callee_name(*callee),
+                                Some("len" | "bool" | "Boolean" | "list")
+                            ))
                 }
                 _ => false,
             };
@@ -227,7 +245,10 @@ impl<'a> Analysis<'a> {
         for _ in 0..3 {
             let before = names.len();
             for e in &f.exprs {
-                if let Expr::Assign { target, value, op, .. } = e {
+                if let Expr::Assign {
+                    target, value, op, ..
+                } = e
+                {
                     if &**op != "=" || f.span(*value).start < check.span.end {
                         continue;
                     }
@@ -256,12 +277,21 @@ impl<'a> Analysis<'a> {
         let insert_ctx = self.ctx(insert.expr);
 
         // `try { get } except DoesNotExist: create`.
-        if let Some(try_id) = f.ctx_chain(self.ctx(check.expr)).find_map(|(_, c)| match c.kind {
-            CtxKind::Try { try_id } => Some(try_id),
-            _ => None,
-        }) {
-            let in_handler = f.ctx_chain(insert_ctx).any(|(_, c)| matches!(&c.kind, CtxKind::Catch { try_id: t, .. } if *t == try_id));
-            if in_handler && !f.ctx_chain(insert_ctx).any(|(_, c)| matches!(c.kind, CtxKind::Try { try_id: t } if t == try_id)) {
+        if let Some(try_id) = f
+            .ctx_chain(self.ctx(check.expr))
+            .find_map(|(_, c)| match c.kind {
+                CtxKind::Try { try_id } => Some(try_id),
+                _ => None,
+            })
+        {
+            let in_handler = f
+                .ctx_chain(insert_ctx)
+                .any(|(_, c)| matches!(&c.kind, CtxKind::Catch { try_id: t, .. } if *t == try_id));
+            if in_handler
+                && !f
+                    .ctx_chain(insert_ctx)
+                    .any(|(_, c)| matches!(c.kind, CtxKind::Try { try_id: t } if t == try_id))
+            {
                 return Some(Shape::Exists);
             }
         }
@@ -282,9 +312,19 @@ impl<'a> Analysis<'a> {
                         }
                     }
                 }
-                Expr::Cond { test, then, otherwise } => {
+                Expr::Cond {
+                    test,
+                    then,
+                    otherwise,
+                } => {
                     if let Some((pol, shape)) = existence(f, *test, &subject) {
-                        let runs = if *then == cur { pol } else if *otherwise == cur { pol.not() } else { break };
+                        let runs = if *then == cur {
+                            pol
+                        } else if *otherwise == cur {
+                            pol.not()
+                        } else {
+                            break;
+                        };
                         if shape == Shape::Quota || runs == Pol::Absent {
                             return Some(shape);
                         }
@@ -297,7 +337,9 @@ impl<'a> Analysis<'a> {
 
         // Statement-level guards between the check and the insert.
         for stmt in &f.stmts {
-            let StmtKind::Test(te) = stmt.kind else { continue };
+            let StmtKind::Test(te) = stmt.kind else {
+                continue;
+            };
             let te_span = f.span(te);
             if te_span.end < check.span.start || te_span.start > insert.span.start {
                 continue;
@@ -351,7 +393,13 @@ impl<'a> Analysis<'a> {
 
     /// Applies the "not a hazard" / "still a hazard" clauses and builds the
     /// finding.
-    fn judge(&self, check: &DbOp, insert: &DbOp, shape: Shape, mut confidence: Confidence) -> Option<RawFinding> {
+    fn judge(
+        &self,
+        check: &DbOp,
+        insert: &DbOp,
+        shape: Shape,
+        mut confidence: Confidence,
+    ) -> Option<RawFinding> {
         let f = self.f;
         let cx = self.cx;
         let mut notes: Vec<String> = Vec::new();
@@ -359,7 +407,10 @@ impl<'a> Analysis<'a> {
         // A handler for the unique violation, or a catch-all that re-reads.
         match self.handler(insert) {
             Handler::Unique | Handler::ReRead => return None,
-            Handler::LogsOnly => notes.push("the `catch` around the insert swallows every error without re-reading the row".to_string()),
+            Handler::LogsOnly => notes.push(
+                "the `catch` around the insert swallows every error without re-reading the row"
+                    .to_string(),
+            ),
             Handler::None => {}
         }
         // SERIALIZABLE: the database aborts one of the two transactions.
@@ -371,7 +422,11 @@ impl<'a> Analysis<'a> {
         let check_key = check.entity.as_deref().map(entity_key);
         let insert_key = insert.entity.as_deref().map(entity_key);
         let mut own_lock = check.lock;
-        for lock in self.ops.iter().filter(|o| o.lock && o.span.start < check.span.start) {
+        for lock in self
+            .ops
+            .iter()
+            .filter(|o| o.lock && o.span.start < check.span.start)
+        {
             let lk = lock.entity.as_deref().map(entity_key);
             let same = lk.is_some() && (lk == check_key || lk == insert_key);
             if same {
@@ -428,7 +483,11 @@ impl<'a> Analysis<'a> {
         if confidence == Confidence::Medium && (check.entity.is_none() || insert.entity.is_none()) {
             message.push_str(&format!(
                 " (the {} side's table is not known here)",
-                if check.entity.is_none() { "check" } else { "insert" }
+                if check.entity.is_none() {
+                    "check"
+                } else {
+                    "insert"
+                }
             ));
         }
         for n in &notes {
@@ -437,14 +496,24 @@ impl<'a> Analysis<'a> {
         }
         if let Some((at, e)) = &ext {
             if shape == Shape::Exists {
-                let when = if *at < insert.span.start { "between the check and the insert" } else { "after the insert" };
-                message.push_str(&format!("; `{}` ({}) runs {when}, so both requests perform it", e.label, e.kind.noun()));
+                let when = if *at < insert.span.start {
+                    "between the check and the insert"
+                } else {
+                    "after the insert"
+                };
+                message.push_str(&format!(
+                    "; `{}` ({}) runs {when}, so both requests perform it",
+                    e.label,
+                    e.kind.noun()
+                ));
             }
         }
         let related = vec![(
             check.span,
             match shape {
-                Shape::Exists => format!("`{}` checks for an existing `{entity}` here", check.label),
+                Shape::Exists => {
+                    format!("`{}` checks for an existing `{entity}` here", check.label)
+                }
                 Shape::Quota => format!("`{}` counts existing `{entity}` rows here", check.label),
             },
         )];
@@ -453,7 +522,7 @@ impl<'a> Analysis<'a> {
             an: self,
             check,
             insert,
-            external: ext.map(|(at, e)| (at, e)),
+            external: ext,
             shape,
         }
         .build();
@@ -478,12 +547,22 @@ impl<'a> Analysis<'a> {
             return true;
         }
         self.f.exprs.iter().enumerate().any(|(i, e)| match e {
-            Expr::Str(s) => s.eq_ignore_ascii_case("serializable") || s.to_ascii_uppercase().contains("ISOLATION LEVEL SERIALIZABLE"),
+            Expr::Str(s) => {
+                s.eq_ignore_ascii_case("serializable")
+                    || s.to_ascii_uppercase()
+                        .contains("ISOLATION LEVEL SERIALIZABLE")
+            }
             Expr::Member { property, .. } => property.eq_ignore_ascii_case("serializable"),
-            Expr::Call { args, .. } => args.iter().any(|a| {
-                a.name.as_deref().is_some_and(|n| n.contains("isolation"))
-                    && self.cx.expr_text(a.value).to_ascii_lowercase().contains("serializable")
-            }) && i < usize::MAX,
+            Expr::Call { args, .. } => {
+                args.iter().any(|a| {
+                    a.name.as_deref().is_some_and(|n| n.contains("isolation"))
+                        && self
+                            .cx
+                            .expr_text(a.value)
+                            .to_ascii_lowercase()
+                            .contains("serializable")
+                }) && i < usize::MAX
+            }
             _ => false,
         })
     }
@@ -503,7 +582,10 @@ impl<'a> Analysis<'a> {
             return true;
         }
         if let (Lib::Sql(_), Family::Python) = (op.lib, self.cx.family()) {
-            let asyncpg = op.label.ends_with("fetchrow") || op.label.ends_with("fetch") || op.label.ends_with("fetchval") || op.label.contains("conn") && !op.label.contains("cur");
+            let asyncpg = op.label.ends_with("fetchrow")
+                || op.label.ends_with("fetch")
+                || op.label.ends_with("fetchval")
+                || op.label.contains("conn") && !op.label.contains("cur");
             if !asyncpg {
                 return true;
             }
@@ -517,29 +599,42 @@ impl<'a> Analysis<'a> {
                         Expr::Call { callee, .. } => *callee,
                         _ => *i,
                     });
-                    path.last().is_some_and(|n| cat.tx.contexts.iter().any(|t| t == n))
+                    path.last()
+                        .is_some_and(|n| cat.tx.contexts.iter().any(|t| t == n))
                 }) {
                     return true;
                 }
             }
         }
         // A BEGIN / startTransaction() / sequelize.transaction() earlier.
-        if self.ops.iter().any(|o| o.kind == OpKind::Begin && o.span.start < op.span.start) {
+        if self
+            .ops
+            .iter()
+            .any(|o| o.kind == OpKind::Begin && o.span.start < op.span.start)
+        {
             return true;
         }
         let begun = f.exprs.iter().enumerate().any(|(i, e)| {
-            let Expr::Call { callee, args } = e else { return false };
-            let Some(name) = f.callee_name(*callee) else { return false };
+            let Expr::Call { callee, args } = e else {
+                return false;
+            };
+            let Some(name) = f.callee_name(*callee) else {
+                return false;
+            };
             f.span(i as ExprId).start < op.span.start
                 && cat.tx.begins.iter().any(|b| b == name)
-                && !args.iter().any(|a| matches!(f.expr(a.value), Expr::Function(_)))
+                && !args
+                    .iter()
+                    .any(|a| matches!(f.expr(a.value), Expr::Function(_)))
                 && f.path(*callee).len() > 1
         });
         if begun {
             return true;
         }
         // The caller passed a transaction in.
-        f.params.iter().any(|p| cat.tx.handles.iter().any(|h| *h == *p.name))
+        f.params
+            .iter()
+            .any(|p| cat.tx.handles.iter().any(|h| *h == *p.name))
     }
 
     /// What guards the insert against a unique violation.
@@ -547,9 +642,11 @@ impl<'a> Analysis<'a> {
         let f = self.f;
         let cx = self.cx;
         let markers = &db::catalog().unique_violation.markers;
-        let mentions = |text: &str| markers.iter().any(|m| text.contains(m.as_str()))
-            || text.to_ascii_lowercase().contains("unique")
-            || text.to_ascii_lowercase().contains("duplicate");
+        let mentions = |text: &str| {
+            markers.iter().any(|m| text.contains(m.as_str()))
+                || text.to_ascii_lowercase().contains("unique")
+                || text.to_ascii_lowercase().contains("duplicate")
+        };
         // `.catch((e) => ...)` on the insert's promise.
         for l in db::chain(f, insert.expr) {
             if l.name == "catch" {
@@ -564,21 +661,24 @@ impl<'a> Analysis<'a> {
         let mut result = Handler::None;
         for (_, c) in f.ctx_chain(ctx) {
             match &c.kind {
-                CtxKind::With { items, .. } => {
-                    if items.iter().any(|i| mentions(cx.expr_text(*i))) {
-                        return Handler::Unique;
-                    }
+                CtxKind::With { items, .. } if items.iter().any(|i| mentions(cx.expr_text(*i))) => {
+                    return Handler::Unique;
                 }
                 CtxKind::Try { try_id } => {
                     for (ci, cc) in f.ctxs.iter().enumerate() {
-                        let CtxKind::Catch { try_id: t, types } = &cc.kind else { continue };
+                        let CtxKind::Catch { try_id: t, types } = &cc.kind else {
+                            continue;
+                        };
                         if t != try_id {
                             continue;
                         }
                         if mentions(cx.text(cc.span)) {
                             return Handler::Unique;
                         }
-                        let catch_all = types.is_empty() || types.iter().any(|t| matches!(&**t, "Exception" | "BaseException" | "Error"));
+                        let catch_all = types.is_empty()
+                            || types
+                                .iter()
+                                .any(|t| matches!(&**t, "Exception" | "BaseException" | "Error"));
                         if !catch_all {
                             continue;
                         }
@@ -586,12 +686,18 @@ impl<'a> Analysis<'a> {
                         let rereads = self.ops.iter().any(|o| {
                             matches!(o.kind, OpKind::Read | OpKind::Count)
                                 && f.in_ctx(self.ctx(o.expr), ci)
-                                && (o.entity.is_none() || insert.entity.is_none() || o.entity.as_deref().map(entity_key) == insert.entity.as_deref().map(entity_key))
+                                && (o.entity.is_none()
+                                    || insert.entity.is_none()
+                                    || o.entity.as_deref().map(entity_key)
+                                        == insert.entity.as_deref().map(entity_key))
                         });
                         if rereads {
                             return Handler::ReRead;
                         }
-                        let rethrows = f.stmts.iter().any(|s| matches!(s.kind, StmtKind::Throw(_)) && f.in_ctx(s.ctx, ci));
+                        let rethrows = f
+                            .stmts
+                            .iter()
+                            .any(|s| matches!(s.kind, StmtKind::Throw(_)) && f.in_ctx(s.ctx, ci));
                         if !rethrows {
                             result = Handler::LogsOnly;
                         }
@@ -615,12 +721,20 @@ enum Handler {
 /// (`prisma.$transaction(async (tx) => ...)`): `Some(serializable)`.
 fn tx_callback(cx: &Context) -> Option<bool> {
     let file = cx.file;
-    let me = file.functions.iter().position(|g| std::ptr::eq(g, cx.func))? as u32;
+    let me = file
+        .functions
+        .iter()
+        .position(|g| std::ptr::eq(g, cx.func))? as u32;
     let parent = &file.functions[cx.func.parent? as usize];
     let cat = db::catalog();
     for (i, e) in parent.exprs.iter().enumerate() {
-        let Expr::Call { callee, args } = e else { continue };
-        if !args.iter().any(|a| matches!(parent.expr(a.value), Expr::Function(id) if *id == me)) {
+        let Expr::Call { callee, args } = e else {
+            continue;
+        };
+        if !args
+            .iter()
+            .any(|a| matches!(parent.expr(a.value), Expr::Function(id) if *id == me))
+        {
             continue;
         }
         let name = parent.callee_name(*callee)?;
@@ -629,7 +743,10 @@ fn tx_callback(cx: &Context) -> Option<bool> {
             let head = text.split("=>").next().unwrap_or("");
             let serializable = args.iter().any(|a| {
                 !matches!(parent.expr(a.value), Expr::Function(_))
-                    && cx.text(parent.span(a.value)).to_ascii_lowercase().contains("serializable")
+                    && cx
+                        .text(parent.span(a.value))
+                        .to_ascii_lowercase()
+                        .contains("serializable")
             }) || head.contains("serializable");
             return Some(serializable);
         }
@@ -658,12 +775,31 @@ fn bind_names(f: &Function, target: ExprId, names: &mut HashSet<String>) {
 
 /// Properties of a result that say whether rows came back.
 const RESULT_PROPS: &[&str] = &[
-    "rows", "length", "rowCount", "rowcount", "count", "size", "id", "_id", "pk", "exists",
-    "affectedRows", "recordset", "data", "result", "total", "value",
+    "rows",
+    "length",
+    "rowCount",
+    "rowcount",
+    "count",
+    "size",
+    "id",
+    "_id",
+    "pk",
+    "exists",
+    "affectedRows",
+    "recordset",
+    "data",
+    "result",
+    "total",
+    "value",
 ];
 
 /// Whether `e` is the check's result (or a size / id of it).
-fn subject_value(f: &Function, mut e: ExprId, names: &HashSet<String>, direct: &HashSet<ExprId>) -> bool {
+fn subject_value(
+    f: &Function,
+    mut e: ExprId,
+    names: &HashSet<String>,
+    direct: &HashSet<ExprId>,
+) -> bool {
     for _ in 0..16 {
         if direct.contains(&e) {
             return true;
@@ -680,7 +816,12 @@ fn subject_value(f: &Function, mut e: ExprId, names: &HashSet<String>, direct: &
             Expr::Await(inner) => e = *inner,
             Expr::Other(kids) if kids.len() == 1 => e = kids[0],
             Expr::Call { callee, args } => match f.expr(*callee) {
-                Expr::Ident(n) if matches!(&**n, "len" | "bool" | "Boolean" | "Number" | "int" | "parseInt") => {
+                Expr::Ident(n)
+                    if matches!(
+                        &**n,
+                        "len" | "bool" | "Boolean" | "Number" | "int" | "parseInt"
+                    ) =>
+                {
                     let Some(a) = args.first() else { return false };
                     e = a.value;
                 }
@@ -720,14 +861,19 @@ fn existence(f: &Function, test: ExprId, subject: &dyn Fn(ExprId) -> bool) -> Op
                 }
             }
             _ => {
-                return existence_leaf(f, e, subject).map(|(p, s)| (if negate { p.not() } else { p }, s));
+                return existence_leaf(f, e, subject)
+                    .map(|(p, s)| (if negate { p.not() } else { p }, s));
             }
         }
     }
     None
 }
 
-fn existence_leaf(f: &Function, e: ExprId, subject: &dyn Fn(ExprId) -> bool) -> Option<(Pol, Shape)> {
+fn existence_leaf(
+    f: &Function,
+    e: ExprId,
+    subject: &dyn Fn(ExprId) -> bool,
+) -> Option<(Pol, Shape)> {
     let mut e = e;
     let mut negate = false;
     while let Expr::Unary { op, arg } = f.expr(e) {
@@ -751,16 +897,20 @@ fn existence_leaf(f: &Function, e: ExprId, subject: &dyn Fn(ExprId) -> bool) -> 
             match (op.as_str(), lit) {
                 ("==" | "===" | "is", Some(Lit::Null)) => (Pol::Absent, Shape::Exists),
                 ("!=" | "!==" | "is not", Some(Lit::Null)) => (Pol::Found, Shape::Exists),
-                ("==" | "===", Some(Lit::Bool(b))) => (if b { Pol::Found } else { Pol::Absent }, Shape::Exists),
-                ("!=" | "!==", Some(Lit::Bool(b))) => (if b { Pol::Absent } else { Pol::Found }, Shape::Exists),
-                ("==" | "===", Some(Lit::Num(n))) if n == 0.0 => (Pol::Absent, Shape::Exists),
-                ("!=" | "!==", Some(Lit::Num(n))) if n == 0.0 => (Pol::Found, Shape::Exists),
-                (">", Some(Lit::Num(n))) if n == 0.0 => (Pol::Found, Shape::Exists),
-                (">=", Some(Lit::Num(n))) if n == 1.0 => (Pol::Found, Shape::Exists),
-                ("<", Some(Lit::Num(n))) if n == 1.0 => (Pol::Absent, Shape::Exists),
-                ("<=", Some(Lit::Num(n))) if n == 0.0 => (Pol::Absent, Shape::Exists),
-                (">=" | ">", Some(Lit::Num(_)) | None) => (Pol::Found, Shape::Quota),
-                ("<" | "<=", Some(Lit::Num(_)) | None) => (Pol::Absent, Shape::Quota),
+                ("==" | "===", Some(Lit::Bool(b))) => {
+                    (if b { Pol::Found } else { Pol::Absent }, Shape::Exists)
+                }
+                ("!=" | "!==", Some(Lit::Bool(b))) => {
+                    (if b { Pol::Absent } else { Pol::Found }, Shape::Exists)
+                }
+                ("==" | "===", Some(Lit::Int(0))) => (Pol::Absent, Shape::Exists),
+                ("!=" | "!==", Some(Lit::Int(0))) => (Pol::Found, Shape::Exists),
+                (">", Some(Lit::Int(0))) => (Pol::Found, Shape::Exists),
+                (">=", Some(Lit::Int(1))) => (Pol::Found, Shape::Exists),
+                ("<", Some(Lit::Int(1))) => (Pol::Absent, Shape::Exists),
+                ("<=", Some(Lit::Int(0))) => (Pol::Absent, Shape::Exists),
+                (">=" | ">", Some(Lit::Int(_) | Lit::Other) | None) => (Pol::Found, Shape::Quota),
+                ("<" | "<=", Some(Lit::Int(_) | Lit::Other) | None) => (Pol::Absent, Shape::Quota),
                 _ => return None,
             }
         }
@@ -783,7 +933,9 @@ fn flip_cmp(op: &str) -> &str {
 enum Lit {
     Null,
     Bool(bool),
-    Num(f64),
+    Int(i64),
+    /// A string or a non-integral number.
+    Other,
 }
 
 fn literal(f: &Function, e: ExprId) -> Option<Lit> {
@@ -791,8 +943,8 @@ fn literal(f: &Function, e: ExprId) -> Option<Lit> {
         Expr::Null => Some(Lit::Null),
         Expr::Ident(n) if &**n == "undefined" || &**n == "None" => Some(Lit::Null),
         Expr::Bool(b) => Some(Lit::Bool(*b)),
-        Expr::Num(n) => n.parse().ok().map(Lit::Num),
-        Expr::Str(_) => Some(Lit::Num(f64::NAN)),
+        Expr::Num(n) => Some(n.parse::<i64>().map_or(Lit::Other, Lit::Int)),
+        Expr::Str(_) => Some(Lit::Other),
         _ => None,
     }
 }
@@ -833,7 +985,11 @@ impl<'a> Rewrite<'a> {
 
     fn stmt(&self, op: &DbOp) -> (Span, String) {
         let span = self.an.stmt_of[op.expr as usize];
-        let span = if span == Span::default() { op.span } else { span };
+        let span = if span == Span::default() {
+            op.span
+        } else {
+            span
+        };
         (span, suggest::rewrite(self.cx.src, span, &[]))
     }
 
@@ -841,7 +997,11 @@ impl<'a> Rewrite<'a> {
         let ck = &self.check.keys;
         let ik = &self.insert.keys;
         let norm = |s: &str| crate::catalog::normalize_name(s);
-        let both: Vec<String> = ck.iter().filter(|k| ik.iter().any(|i| norm(i) == norm(k))).cloned().collect();
+        let both: Vec<String> = ck
+            .iter()
+            .filter(|k| ik.iter().any(|i| norm(i) == norm(k)))
+            .cloned()
+            .collect();
         if !both.is_empty() {
             both
         } else if !ck.is_empty() {
@@ -855,11 +1015,28 @@ impl<'a> Rewrite<'a> {
         let cx = self.cx;
         let hash = suggest::comment(cx.family());
         let keys = self.keys();
-        let cols = if keys.is_empty() { "<unique columns>".to_string() } else { keys.join(", ") };
-        let entity = self.insert.entity.clone().or_else(|| self.check.entity.clone()).unwrap_or_else(|| "row".into());
+        let cols = if keys.is_empty() {
+            "<unique columns>".to_string()
+        } else {
+            keys.join(", ")
+        };
+        let entity = self
+            .insert
+            .entity
+            .clone()
+            .or_else(|| self.check.entity.clone())
+            .unwrap_or_else(|| "row".into());
         let (stmt_span, stmt_text) = self.stmt(self.insert);
-        let indent = |text: &str, by: &str| text.lines().map(|l| format!("{by}{l}")).collect::<Vec<_>>().join("\n");
-        let drop_check = format!("{hash} drop the separate check (`{}`): the database decides atomically", self.check.label);
+        let indent = |text: &str, by: &str| {
+            text.lines()
+                .map(|l| format!("{by}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let drop_check = format!(
+            "{hash} drop the separate check (`{}`): the database decides atomically",
+            self.check.label
+        );
         // `Model.create` without options reads the same in Mongoose and
         // Sequelize: the check's `{ where }` tells.
         let lib = match (self.insert.lib, self.check.lib) {
@@ -1043,7 +1220,12 @@ impl<'a> Rewrite<'a> {
     fn generic(&self, cols: &str, entity: &str) -> (String, Vec<String>) {
         let cx = self.cx;
         let (_, stmt_text) = self.stmt(self.insert);
-        let indent = |text: &str, by: &str| text.lines().map(|l| format!("{by}{l}")).collect::<Vec<_>>().join("\n");
+        let indent = |text: &str, by: &str| {
+            text.lines()
+                .map(|l| format!("{by}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         match cx.family() {
             Family::Js => (
                 format!("Insert the `{entity}` and catch the unique violation"),
@@ -1080,8 +1262,14 @@ impl<'a> Rewrite<'a> {
             if let Some(args) = l.args {
                 if let Some(a) = args.first() {
                     if let Expr::Object(props) = f.expr(a.value) {
-                        let inner = props.iter().find(|p| matches!(&p.key, PropKey::Name(k) if &**k == "where"));
-                        return Some(self.cx.expr_text(inner.map_or(a.value, |p| p.value)).to_string());
+                        let inner = props
+                            .iter()
+                            .find(|p| matches!(&p.key, PropKey::Name(k) if &**k == "where"));
+                        return Some(
+                            self.cx
+                                .expr_text(inner.map_or(a.value, |p| p.value))
+                                .to_string(),
+                        );
                     }
                 }
             }
@@ -1105,7 +1293,9 @@ impl<'a> Rewrite<'a> {
     fn after_link_any(&self, op: &DbOp, name: &str, text: &str) -> Vec<(Span, String)> {
         if let Some(d) = op.data {
             let end = self.cx.func.span(d).end;
-            if self.cx.text(self.cx.func.span(d)).starts_with(name) || matches!(self.cx.func.expr(d), Expr::Call { .. }) {
+            if self.cx.text(self.cx.func.span(d)).starts_with(name)
+                || matches!(self.cx.func.expr(d), Expr::Call { .. })
+            {
                 return vec![(Span::new(end as usize, end as usize), text.to_string())];
             }
         }
@@ -1115,7 +1305,12 @@ impl<'a> Rewrite<'a> {
     fn quota(&self) -> (String, Vec<String>) {
         let cx = self.cx;
         let hash = suggest::comment(cx.family());
-        let entity = self.insert.entity.clone().or_else(|| self.check.entity.clone()).unwrap_or_else(|| "row".into());
+        let entity = self
+            .insert
+            .entity
+            .clone()
+            .or_else(|| self.check.entity.clone())
+            .unwrap_or_else(|| "row".into());
         let owner_key = self
             .check
             .keys
@@ -1127,8 +1322,16 @@ impl<'a> Rewrite<'a> {
             .cloned()
             .or_else(|| self.check.keys.first().cloned())
             .unwrap_or_else(|| "owner_id".into());
-        let owner = owner_key.trim_end_matches("_id").trim_end_matches("Id").trim_end_matches("ID").to_string();
-        let owner = if owner.is_empty() { "owner".to_string() } else { owner };
+        let owner = owner_key
+            .trim_end_matches("_id")
+            .trim_end_matches("Id")
+            .trim_end_matches("ID")
+            .to_string();
+        let owner = if owner.is_empty() {
+            "owner".to_string()
+        } else {
+            owner
+        };
         let lib = match (self.insert.lib, self.check.lib) {
             (Lib::Mongoose, Lib::Sequelize) => Lib::Sequelize,
             (l, _) => l,

@@ -39,8 +39,12 @@ impl super::Rule for Rule {
         let family = cx.family();
         let mut bindings = None;
         for id in 0..f.exprs.len() as ExprId {
-            let Expr::Call { args, .. } = f.expr(id) else { continue };
-            let Some(m) = external::money_call(f, id, family) else { continue };
+            let Expr::Call { args, .. } = f.expr(id) else {
+                continue;
+            };
+            let Some(m) = external::money_call(f, id, family) else {
+                continue;
+            };
             let b = bindings.get_or_insert_with(|| Bindings::new(f));
             match key_state(f, b, id, args, &m) {
                 Key::Present | Key::Opaque => {}
@@ -55,7 +59,9 @@ enum Key {
     /// The function cannot see into the options: not reported.
     Opaque,
     /// No key; `options` is the options object that was passed, if any.
-    Missing { options: Option<ExprId> },
+    Missing {
+        options: Option<ExprId>,
+    },
 }
 
 /// An object / dict argument as the function sees it: the literal, or the
@@ -79,7 +85,9 @@ fn object_of(f: &Function, b: &Bindings, id: ExprId) -> Obj {
 /// Whether a non-empty value is given for `key` in an object literal (or
 /// later assigned to the local holding it: `opts.idempotencyKey = k`).
 fn object_has_key(f: &Function, obj: ExprId, key: &str, local: Option<&str>) -> Option<bool> {
-    let Expr::Object(props) = f.expr(obj) else { return Some(false) };
+    let Expr::Object(props) = f.expr(obj) else {
+        return Some(false);
+    };
     for p in props {
         match &p.key {
             PropKey::Name(k) if &**k == key => return Some(!empty(f, p.value)),
@@ -169,13 +177,11 @@ fn key_state(f: &Function, b: &Bindings, _call: ExprId, args: &[Arg], m: &MoneyC
             }
             Key::Missing { options }
         }
-        KeyStyle::Kwarg => {
-            match args.iter().find(|a| a.name.as_deref() == Some(key)) {
-                Some(a) if empty(f, a.value) => Key::Missing { options: None },
-                Some(_) => Key::Present,
-                None => Key::Missing { options: None },
-            }
-        }
+        KeyStyle::Kwarg => match args.iter().find(|a| a.name.as_deref() == Some(key)) {
+            Some(a) if empty(f, a.value) => Key::Missing { options: None },
+            Some(_) => Key::Present,
+            None => Key::Missing { options: None },
+        },
         KeyStyle::OptionsDict => {
             let opt = args
                 .iter()
@@ -194,7 +200,9 @@ fn key_state(f: &Function, b: &Bindings, _call: ExprId, args: &[Arg], m: &MoneyC
             }
         }
         KeyStyle::ParamsProperty => {
-            let Some(a) = args.first() else { return Key::Missing { options: None } };
+            let Some(a) = args.first() else {
+                return Key::Missing { options: None };
+            };
             if a.name.as_deref() == Some(key) {
                 return Key::Present;
             }
@@ -204,7 +212,10 @@ fn key_state(f: &Function, b: &Bindings, _call: ExprId, args: &[Arg], m: &MoneyC
                     None => Key::Opaque,
                     Some(true) => Key::Present,
                     Some(false) => {
-                        if args.iter().any(|x| x.name.as_deref() == Some(key) && !empty(f, x.value)) {
+                        if args
+                            .iter()
+                            .any(|x| x.name.as_deref() == Some(key) && !empty(f, x.value))
+                        {
                             Key::Present
                         } else {
                             Key::Missing { options: Some(o) }
@@ -216,9 +227,17 @@ fn key_state(f: &Function, b: &Bindings, _call: ExprId, args: &[Arg], m: &MoneyC
     }
 }
 
-fn report(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options: Option<ExprId>) -> RawFinding {
+fn report(
+    cx: &Context,
+    call: ExprId,
+    args: &[Arg],
+    m: &MoneyCallMatch,
+    options: Option<ExprId>,
+) -> RawFinding {
     let f = cx.func;
-    let Expr::Call { callee, .. } = f.expr(call) else { unreachable!("money_call matched a call") };
+    let Expr::Call { callee, .. } = f.expr(call) else {
+        unreachable!("money_call matched a call")
+    };
     let label = f.callee_text(*callee);
     let provider = &m.api.provider;
     let key = &m.api.key;
@@ -238,7 +257,10 @@ fn report(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options:
                 _ => Vec::new(),
             };
             if !names.is_empty() {
-                message.push_str(&format!("; the options pass {} but no `{key}`", names.join(", ")));
+                message.push_str(&format!(
+                    "; the options pass {} but no `{key}`",
+                    names.join(", ")
+                ));
             }
         }
     }
@@ -255,7 +277,14 @@ fn report(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options:
 
 /// The statement around the call, with the key added where the SDK reads it,
 /// derived from the caller's request id and the business ids in scope.
-fn rewrite(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options: Option<ExprId>, label: &str) -> Suggestion {
+fn rewrite(
+    cx: &Context,
+    call: ExprId,
+    args: &[Arg],
+    m: &MoneyCallMatch,
+    options: Option<ExprId>,
+    label: &str,
+) -> Suggestion {
     let f = cx.func;
     let family = cx.family();
     let hash = suggest::comment(family);
@@ -264,7 +293,9 @@ fn rewrite(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options
     let ids: Vec<String> = suggest::business_ids(cx, 4)
         .into_iter()
         .filter(|i| {
-            !f.exprs.iter().any(|e| matches!(e, Expr::Call { callee, .. } if cx.expr_text(*callee) == i))
+            !f.exprs
+                .iter()
+                .any(|e| matches!(e, Expr::Call { callee, .. } if cx.expr_text(*callee) == i))
         })
         .take(2)
         .collect();
@@ -289,7 +320,9 @@ fn rewrite(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options
     };
     let key = &m.api.key;
     let call_span = f.span(call);
-    let after_last = args.last().map_or(call_span.end.saturating_sub(1), |a| f.span(a.value).end);
+    let after_last = args
+        .last()
+        .map_or(call_span.end.saturating_sub(1), |a| f.span(a.value).end);
     let at = |pos: u32, text: String| (Span::new(pos as usize, pos as usize), text);
     let inside = |o: ExprId, text: String| at(f.span(o).start + 1, text);
     // An explicit empty key (`idempotencyKey: undefined`, `idempotency_key=None`).
@@ -308,32 +341,39 @@ fn rewrite(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options
         (f.span(v), key_expr.clone())
     } else {
         match m.api.style {
-        KeyStyle::Options => match options {
-            Some(o) if f.span(o).start > call_span.start && call_span.contains(f.span(o)) => inside(o, format!(" {key}: {key_expr},")),
-            _ => {
-                let missing = (m.call.params + 1).saturating_sub(args.len());
-                let filler = ", {}".repeat(missing);
-                at(after_last, format!("{filler}, {{ {key}: {key_expr} }}"))
-            }
-        },
-        KeyStyle::Kwarg => {
-            let sep = if args.is_empty() { "" } else { ", " };
-            at(after_last, format!("{sep}{key}={key_expr}"))
-        }
-        KeyStyle::OptionsDict => match options {
-            Some(o) if call_span.contains(f.span(o)) => inside(o, format!("\"{key}\": {key_expr}, ")),
-            _ => {
-                let sep = if args.is_empty() { "" } else { ", " };
-                at(after_last, format!("{sep}options={{\"{key}\": {key_expr}}}"))
-            }
-        },
-        KeyStyle::ParamsProperty => match options {
-            Some(o) if call_span.contains(f.span(o)) => match family {
-                Family::Js => inside(o, format!(" {key}: {key_expr},")),
-                Family::Python => inside(o, format!("\"{key}\": {key_expr}, ")),
+            KeyStyle::Options => match options {
+                Some(o) if f.span(o).start > call_span.start && call_span.contains(f.span(o)) => {
+                    inside(o, format!(" {key}: {key_expr},"))
+                }
+                _ => {
+                    let missing = (m.call.params + 1).saturating_sub(args.len());
+                    let filler = ", {}".repeat(missing);
+                    at(after_last, format!("{filler}, {{ {key}: {key_expr} }}"))
+                }
             },
-            _ => at(after_last, format!(", {key}={key_expr}")),
-        },
+            KeyStyle::Kwarg => {
+                let sep = if args.is_empty() { "" } else { ", " };
+                at(after_last, format!("{sep}{key}={key_expr}"))
+            }
+            KeyStyle::OptionsDict => match options {
+                Some(o) if call_span.contains(f.span(o)) => {
+                    inside(o, format!("\"{key}\": {key_expr}, "))
+                }
+                _ => {
+                    let sep = if args.is_empty() { "" } else { ", " };
+                    at(
+                        after_last,
+                        format!("{sep}options={{\"{key}\": {key_expr}}}"),
+                    )
+                }
+            },
+            KeyStyle::ParamsProperty => match options {
+                Some(o) if call_span.contains(f.span(o)) => match family {
+                    Family::Js => inside(o, format!(" {key}: {key_expr},")),
+                    Family::Python => inside(o, format!("\"{key}\": {key_expr}, ")),
+                },
+                _ => at(after_last, format!(", {key}={key_expr}")),
+            },
         }
     };
     let stmt = f
@@ -349,14 +389,20 @@ fn rewrite(cx: &Context, call: ExprId, args: &[Arg], m: &MoneyCallMatch, options
             caller.name
         ));
     } else {
-        lines.push(format!("{hash} the caller's key is the same on every retry of this request"));
+        lines.push(format!(
+            "{hash} the caller's key is the same on every retry of this request"
+        ));
     }
     lines.extend(caller.setup.clone());
     lines.push(suggest::rewrite(cx.src, stmt, &[edit]));
     Suggestion {
         title: format!(
             "Pass `{key}` to `{label}`, derived from the caller's request id{}",
-            if ids.is_empty() { String::new() } else { format!(" and {}", ids.join(", ")) }
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!(" and {}", ids.join(", "))
+            }
         ),
         code: lines.join("\n"),
     }
