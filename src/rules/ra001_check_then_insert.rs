@@ -83,7 +83,9 @@ impl super::Rule for Rule {
 /// Data migrations run once, serially: Django `RunPython(fn)` functions
 /// (`apps, schema_editor`) and Alembic `upgrade()` / `downgrade()`.
 fn runs_once(f: &Function) -> bool {
-    f.params.iter().any(|p| &*p.name == "schema_editor")
+    // Seed scripts (`seed`, `seedDatabase`, `seed_users`) run once, serially.
+    f.name.to_ascii_lowercase().contains("seed")
+        || f.params.iter().any(|p| &*p.name == "schema_editor")
         || (f.params.is_empty() && matches!(&*f.name, "upgrade" | "downgrade"))
         // Helpers of a data migration load historical models: `apps.get_model(...)`.
         || f.exprs.iter().any(|e| {
