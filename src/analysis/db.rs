@@ -643,6 +643,25 @@ fn entity_of(
             }
         }
     }
+    // Payload CMS local API: `payload.find({ collection: 'users', where })`,
+    // `req.payload.create({ collection, data })`.
+    if verb >= 1 && names[verb - 1] == "payload" {
+        if let Some(Expr::Object(props)) = links[verb]
+            .args
+            .and_then(|a| a.first())
+            .map(|a| f.expr(a.value))
+        {
+            let collection = props.iter().find_map(|p| match &p.key {
+                PropKey::Name(k) if &**k == "collection" => {
+                    f.string_value(p.value).map(str::to_string)
+                }
+                _ => None,
+            });
+            info.name = collection;
+            info.db_receiver = true;
+            return info;
+        }
+    }
     // Prisma `client.model.verb`, Drizzle `db.query.table.findFirst`.
     if verb >= 2 && links[verb - 1].args.is_none() {
         let model = names[verb - 1];

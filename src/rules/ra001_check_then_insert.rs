@@ -83,8 +83,14 @@ impl super::Rule for Rule {
 /// Data migrations run once, serially: Django `RunPython(fn)` functions
 /// (`apps, schema_editor`) and Alembic `upgrade()` / `downgrade()`.
 fn runs_once(f: &Function) -> bool {
-    f.params.iter().any(|p| &*p.name == "schema_editor")
+    // Seed scripts (`seed`, `seedDatabase`, `seed_users`) run once, serially.
+    f.name.to_ascii_lowercase().contains("seed")
+        || f.params.iter().any(|p| &*p.name == "schema_editor")
         || (f.params.is_empty() && matches!(&*f.name, "upgrade" | "downgrade"))
+        // Helpers of a data migration load historical models: `apps.get_model(...)`.
+        || f.exprs.iter().any(|e| {
+            matches!(e, Expr::Call { callee, .. } if f.callee_text(*callee) == "apps.get_model")
+        })
 }
 
 /// Cheap test before building the operations: a call that can insert, or
@@ -782,6 +788,10 @@ const RESULT_PROPS: &[&str] = &[
     "pk",
     "exists",
     "affectedRows",
+    "docs",
+    "totalDocs",
+    "items",
+    "results",
     "recordset",
     "data",
     "result",
@@ -899,14 +909,14 @@ fn existence_leaf(
                 ("!=" | "!==", Some(Lit::Bool(b))) => {
                     (if b { Pol::Absent } else { Pol::Found }, Shape::Exists)
                 }
-                ("==" | "===", Some(Lit::Num(0.0))) => (Pol::Absent, Shape::Exists),
-                ("!=" | "!==", Some(Lit::Num(0.0))) => (Pol::Found, Shape::Exists),
-                (">", Some(Lit::Num(0.0))) => (Pol::Found, Shape::Exists),
-                (">=", Some(Lit::Num(1.0))) => (Pol::Found, Shape::Exists),
-                ("<", Some(Lit::Num(1.0))) => (Pol::Absent, Shape::Exists),
-                ("<=", Some(Lit::Num(0.0))) => (Pol::Absent, Shape::Exists),
-                (">=" | ">", Some(Lit::Num(_)) | None) => (Pol::Found, Shape::Quota),
-                ("<" | "<=", Some(Lit::Num(_)) | None) => (Pol::Absent, Shape::Quota),
+                ("==" | "===", Some(Lit::Int(0))) => (Pol::Absent, Shape::Exists),
+                ("!=" | "!==", Some(Lit::Int(0))) => (Pol::Found, Shape::Exists),
+                (">", Some(Lit::Int(0))) => (Pol::Found, Shape::Exists),
+                (">=", Some(Lit::Int(1))) => (Pol::Found, Shape::Exists),
+                ("<", Some(Lit::Int(1))) => (Pol::Absent, Shape::Exists),
+                ("<=", Some(Lit::Int(0))) => (Pol::Absent, Shape::Exists),
+                (">=" | ">", Some(Lit::Int(_) | Lit::Other) | None) => (Pol::Found, Shape::Quota),
+                ("<" | "<=", Some(Lit::Int(_) | Lit::Other) | None) => (Pol::Absent, Shape::Quota),
                 _ => return None,
             }
         }
@@ -929,7 +939,9 @@ fn flip_cmp(op: &str) -> &str {
 enum Lit {
     Null,
     Bool(bool),
-    Num(f64),
+    Int(i64),
+    /// A string or a non-integral number.
+    Other,
 }
 
 fn literal(f: &Function, e: ExprId) -> Option<Lit> {
@@ -937,8 +949,8 @@ fn literal(f: &Function, e: ExprId) -> Option<Lit> {
         Expr::Null => Some(Lit::Null),
         Expr::Ident(n) if &**n == "undefined" || &**n == "None" => Some(Lit::Null),
         Expr::Bool(b) => Some(Lit::Bool(*b)),
-        Expr::Num(n) => n.parse().ok().map(Lit::Num),
-        Expr::Str(_) => Some(Lit::Num(f64::NAN)),
+        Expr::Num(n) => Some(n.parse::<i64>().map_or(Lit::Other, Lit::Int)),
+        Expr::Str(_) => Some(Lit::Other),
         _ => None,
     }
 }
