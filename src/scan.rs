@@ -418,7 +418,7 @@ fn scan_source(
         return;
     }
     let walk = Instant::now();
-    let model = lower(&tree, text.as_bytes(), language);
+    let model = lower(&tree, text, language);
     drop(tree);
     outcome.timings.walk_ms = ms(walk);
     let rules_started = Instant::now();

@@ -3,7 +3,7 @@
 
 use tree_sitter::Node;
 
-use super::{span_of, text, Exit, Frontend, FunctionInfo, Lowerer, Role};
+use super::{field, kind, span_of, text, Exit, Frontend, FunctionInfo, Lowerer, Role};
 use crate::model::{Arg, Expr, FunctionKind, Prop, PropKey, Span, StmtKind};
 
 pub(crate) struct Js;
@@ -51,10 +51,10 @@ impl Frontend for Js {
         FUNCTION_KINDS.contains(&kind)
     }
 
-    fn class_name(&self, node: Node, src: &[u8]) -> Option<Box<str>> {
-        match node.kind() {
+    fn class_name(&self, node: Node, src: &str) -> Option<Box<str>> {
+        match kind(node) {
             "class_declaration" | "class" | "abstract_class_declaration" => Some(
-                node.child_by_field_name("name")
+                field(node, "name")
                     .map_or("<class>", |n| text(n, src))
                     .into(),
             ),
@@ -62,8 +62,8 @@ impl Frontend for Js {
         }
     }
 
-    fn function_info<'t>(&self, node: Node<'t>, src: &[u8]) -> FunctionInfo<'t> {
-        let kind = match node.kind() {
+    fn function_info<'t>(&self, node: Node<'t>, src: &str) -> FunctionInfo<'t> {
+        let unit = match kind(node) {
             "arrow_function" => FunctionKind::Arrow,
             "method_definition" => FunctionKind::Method,
             _ => FunctionKind::Function,
@@ -71,45 +71,44 @@ impl Frontend for Js {
         let mut is_async = false;
         let mut cursor = node.walk();
         for child in node.children(&mut cursor) {
-            if child.kind() == "async" {
+            if kind(child) == "async" {
                 is_async = true;
             }
         }
         let mut params = Vec::new();
-        if let Some(list) = node.child_by_field_name("parameters") {
+        if let Some(list) = field(node, "parameters") {
             let mut cursor = list.walk();
             params.extend(list.named_children(&mut cursor));
-        } else if let Some(single) = node.child_by_field_name("parameter") {
+        } else if let Some(single) = field(node, "parameter") {
             params.push(single);
         }
         FunctionInfo {
             name: node
                 .child_by_field_name("name")
                 .map(|n| text(n, src).to_string()),
-            kind,
+            kind: unit,
             is_async,
             params,
-            body: node.child_by_field_name("body"),
+            body: field(node, "body"),
         }
     }
 
-    fn param<'t>(&self, node: Node<'t>, src: &[u8]) -> Vec<(Box<str>, Span, Option<Node<'t>>)> {
+    fn param<'t>(&self, node: Node<'t>, src: &str) -> Vec<(Box<str>, Span, Option<Node<'t>>)> {
         // required_parameter / optional_parameter (TS) wrap the pattern.
-        let (pattern, mut default) = match node.kind() {
-            "required_parameter" | "optional_parameter" => (
-                node.child_by_field_name("pattern").unwrap_or(node),
-                node.child_by_field_name("value"),
-            ),
+        let (pattern, mut default) = match kind(node) {
+            "required_parameter" | "optional_parameter" => {
+                (field(node, "pattern").unwrap_or(node), field(node, "value"))
+            }
             _ => (node, None),
         };
-        let pattern = if pattern.kind() == "assignment_pattern" {
-            default = pattern.child_by_field_name("right");
-            pattern.child_by_field_name("left").unwrap_or(pattern)
+        let pattern = if kind(pattern) == "assignment_pattern" {
+            default = field(pattern, "right");
+            field(pattern, "left").unwrap_or(pattern)
         } else {
             pattern
         };
         let span = span_of(node);
-        match pattern.kind() {
+        match kind(pattern) {
             "identifier" => vec![(text(pattern, src).into(), span, default)],
             "rest_pattern" => pattern
                 .named_child(0)
@@ -121,14 +120,14 @@ impl Frontend for Js {
                 let mut names = Vec::new();
                 let mut stack = vec![pattern];
                 while let Some(n) = stack.pop() {
-                    match n.kind() {
+                    match kind(n) {
                         "shorthand_property_identifier_pattern" | "identifier" => {
                             names.push((text(n, src).into(), span_of(n), None))
                         }
                         _ => {
                             let mut cursor = n.walk();
                             for c in n.named_children(&mut cursor) {
-                                if c.kind() != "property_identifier" {
+                                if kind(c) != "property_identifier" {
                                     stack.push(c);
                                 }
                             }
@@ -148,7 +147,17 @@ impl Frontend for Js {
         field: Option<&str>,
         mark: usize,
     ) -> Role {
-        match (parent.kind(), field) {
+        if field == Some("arguments")
+            && matches!(kind(parent), "call_expression" | "new_expression")
+        {
+            let callee = parent
+                .child_by_field_name("function")
+                .or_else(|| super::field(parent, "constructor"));
+            if let Some(callee) = callee {
+                lw.callees.push((child.id(), text(callee, lw.src)));
+            }
+        }
+        match (kind(parent), field) {
             ("if_statement" | "while_statement" | "do_statement", Some("condition")) => {
                 Role::Condition
             }
@@ -166,9 +175,9 @@ impl Frontend for Js {
             ("try_statement", Some("finalizer")) => Role::Finally(lw.current_try_id()),
             ("switch_statement", Some("body")) => Role::Switch,
             ("member_expression", Some("property")) => Role::Skip,
-            ("pair", Some("key")) if child.kind() != "computed_property_name" => Role::Skip,
+            ("pair", Some("key")) if kind(child) != "computed_property_name" => Role::Skip,
             ("lexical_declaration" | "variable_declaration", _)
-                if child.kind() == "variable_declarator" =>
+                if kind(child) == "variable_declarator" =>
             {
                 Role::Declarator(span_of(parent))
             }
@@ -178,17 +187,14 @@ impl Frontend for Js {
 
     fn name_hint(
         &self,
+        lw: &Lowerer,
         parent: Node,
         _child: Node,
         field: Option<&str>,
-        src: &[u8],
     ) -> Option<String> {
-        let name_of = |f: &str| {
-            parent
-                .child_by_field_name(f)
-                .map(|n| text(n, src).to_string())
-        };
-        match (parent.kind(), field) {
+        let src = lw.src;
+        let name_of = |f: &str| super::field(parent, f).map(|n| text(n, src).to_string());
+        match (kind(parent), field) {
             ("variable_declarator", Some("value")) => name_of("name"),
             ("pair", Some("value")) => name_of("key").map(|k| k.trim_matches(['"', '\'']).into()),
             ("assignment_expression", Some("right")) => name_of("left"),
@@ -196,9 +202,12 @@ impl Frontend for Js {
                 name_of("name").or_else(|| name_of("property"))
             }
             ("arguments", _) => {
-                let call = parent.parent()?;
-                let callee = call.child_by_field_name("function")?;
-                let callee = text(callee, src);
+                let callee = lw
+                    .callees
+                    .iter()
+                    .rev()
+                    .find(|(id, _)| *id == parent.id())?
+                    .1;
                 (callee.len() <= 60 && !callee.contains('\n')).then(|| format!("{callee} callback"))
             }
             _ => None,
@@ -206,7 +215,7 @@ impl Frontend for Js {
     }
 
     fn exit<'t>(&self, lw: &mut Lowerer<'t>, node: Node<'t>, role: &Role, mark: usize) -> Exit {
-        let expr = match node.kind() {
+        let expr = match kind(node) {
             "identifier"
             | "property_identifier"
             | "shorthand_property_identifier"
@@ -214,7 +223,7 @@ impl Frontend for Js {
             | "private_property_identifier"
             | "super"
             | "undefined" => {
-                if node.kind() == "undefined" {
+                if kind(node) == "undefined" {
                     Expr::Null
                 } else {
                     Expr::Ident(lw.text(node).into())
@@ -267,7 +276,7 @@ impl Frontend for Js {
                 }
             }
             "arguments" | "template_substitution" | "else_clause" | "statement_block" => {
-                return match node.kind() {
+                return match kind(node) {
                     "arguments" | "template_substitution" => Exit::Transparent,
                     _ => Exit::Nothing,
                 }
@@ -293,12 +302,10 @@ impl Frontend for Js {
             "false" => Expr::Bool(false),
             "null" => Expr::Null,
             "pair" => {
-                let (Some(key), Some(value)) =
-                    (node.child_by_field_name("key"), lw.child(mark, "value"))
-                else {
+                let (Some(key), Some(value)) = (field(node, "key"), lw.child(mark, "value")) else {
                     return Exit::Nothing;
                 };
-                let prop_key = match key.kind() {
+                let prop_key = match kind(key) {
                     "computed_property_name" => match lw.child(mark, "key") {
                         Some(k) => match lw.func.string_value(k) {
                             Some(s) => PropKey::Name(s.into()),
@@ -322,7 +329,7 @@ impl Frontend for Js {
                 let mut props = Vec::new();
                 for c in lw.children(mark).to_vec() {
                     match lw.func.expr(c.expr).clone() {
-                        Expr::Object(p) if c.node.kind() == "pair" => props.extend(p),
+                        Expr::Object(p) if kind(c.node) == "pair" => props.extend(p),
                         Expr::Ident(name) => props.push(Prop {
                             key: PropKey::Name(name),
                             key_span: span_of(c.node),
@@ -381,7 +388,7 @@ impl Frontend for Js {
                 None => return other(lw, node, mark),
             },
             "await_expression" | "yield_expression" => match lw.children(mark).first() {
-                Some(c) if node.kind() == "await_expression" || lw.func.is_async => {
+                Some(c) if kind(node) == "await_expression" || lw.func.is_async => {
                     Expr::Await(c.expr)
                 }
                 Some(c) => Expr::Other(vec![c.expr]),
@@ -391,7 +398,7 @@ impl Frontend for Js {
                 match (lw.child(mark, "left"), lw.child(mark, "right")) {
                     (Some(target), Some(value)) => Expr::Assign {
                         target,
-                        op: if node.kind() == "assignment_expression" {
+                        op: if kind(node) == "assignment_expression" {
                             "=".into()
                         } else {
                             operator(lw, node)
@@ -440,7 +447,7 @@ impl Frontend for Js {
                 // `this.processing = new Set()` at construction.
                 let name = node
                     .child_by_field_name("name")
-                    .or_else(|| node.child_by_field_name("property"));
+                    .or_else(|| field(node, "property"));
                 if let (Some(name), Some(value)) = (name, lw.child(mark, "value")) {
                     let this = lw.push(Expr::This, name);
                     let target = lw.push(
@@ -519,14 +526,12 @@ fn is_statement(kind: &str) -> bool {
 
 fn has_token(node: Node, token: &str) -> bool {
     let mut cursor = node.walk();
-    let found = node.children(&mut cursor).any(|c| c.kind() == token);
+    let found = node.children(&mut cursor).any(|c| kind(c) == token);
     found
 }
 
 fn operator(lw: &Lowerer, node: Node) -> Box<str> {
-    node.child_by_field_name("operator")
-        .map_or("", |o| lw.text(o))
-        .into()
+    field(node, "operator").map_or("", |o| lw.text(o)).into()
 }
 
 /// Unknown expression-like nodes keep their children so values flow through.
@@ -558,14 +563,14 @@ fn template(lw: &Lowerer, node: Node, mark: usize) -> Expr {
     let mut at = start;
     let mut cursor = node.walk();
     for child in node.children(&mut cursor) {
-        if child.kind() == "template_substitution" {
-            text.push_str(std::str::from_utf8(&src[at..child.start_byte()]).unwrap_or(""));
+        if kind(child) == "template_substitution" {
+            text.push_str(src.get(at..child.start_byte()).unwrap_or(""));
             text.push_str("${}");
             at = child.end_byte();
         }
     }
     if at < end {
-        text.push_str(std::str::from_utf8(&src[at..end]).unwrap_or(""));
+        text.push_str(src.get(at..end).unwrap_or(""));
     }
     Expr::Template {
         tag: None,

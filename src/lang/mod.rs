@@ -8,7 +8,9 @@
 pub mod js;
 pub mod python;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 
 use tree_sitter::{Node, Parser, Tree};
 
@@ -47,8 +49,76 @@ impl Parsers {
     }
 }
 
+/// Node kind and field names by id, per grammar. `Node::kind` converts a C
+/// string on every call (strlen + UTF-8 check); the walk asks many times per node.
+struct Names {
+    kinds: Vec<&'static str>,
+    fields: Vec<Option<&'static str>>,
+    field_ids: std::collections::HashMap<&'static str, u16>,
+}
+
+fn names(language: Language) -> &'static Names {
+    static TABLES: [OnceLock<Names>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let (slot, grammar): (usize, tree_sitter::Language) = match language {
+        Language::JavaScript => (0, tree_sitter_javascript::LANGUAGE.into()),
+        Language::TypeScript => (1, tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into()),
+        Language::Tsx => (2, tree_sitter_typescript::LANGUAGE_TSX.into()),
+        Language::Python => (3, tree_sitter_python::LANGUAGE.into()),
+    };
+    TABLES[slot].get_or_init(|| Names {
+        kinds: (0..grammar.node_kind_count())
+            .map(|id| grammar.node_kind_for_id(id as u16).unwrap_or(""))
+            .collect(),
+        fields: (0..=grammar.field_count())
+            .map(|id| grammar.field_name_for_id(id as u16))
+            .collect(),
+        field_ids: (1..=grammar.field_count())
+            .filter_map(|id| Some((grammar.field_name_for_id(id as u16)?, id as u16)))
+            .collect(),
+    })
+}
+
+/// `node.child_by_field_name(name)` without the linear search over the
+/// grammar's field names that tree-sitter does on every call.
+pub(crate) fn field<'t>(node: Node<'t>, name: &str) -> Option<Node<'t>> {
+    match CURRENT.with(Cell::get) {
+        Some(names) => node.child_by_field_id(*names.field_ids.get(name)?),
+        None => node.child_by_field_name(name),
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<&'static Names>> = const { Cell::new(None) };
+}
+
+/// The kind of `node`, from the table of the grammar being lowered.
+pub(crate) fn kind(node: Node) -> &'static str {
+    match CURRENT.with(Cell::get) {
+        Some(names) => names
+            .kinds
+            .get(node.kind_id() as usize)
+            .copied()
+            .unwrap_or(""),
+        None => node.kind(),
+    }
+}
+
+fn field_name(cursor: &tree_sitter::TreeCursor) -> Option<&'static str> {
+    let id = cursor.field_id()?;
+    match CURRENT.with(Cell::get) {
+        Some(names) => names.fields.get(id.get() as usize).copied().flatten(),
+        None => cursor.field_name(),
+    }
+}
+
 /// Lowers a parsed file into the function model.
-pub fn lower(tree: &Tree, src: &[u8], language: Language) -> FileModel {
+pub fn lower(tree: &Tree, src: &str, language: Language) -> FileModel {
+    CURRENT.with(|c| c.set(Some(names(language))));
     match language.family() {
         crate::model::Family::Js => lower_file(&js::Js, tree, src, language),
         crate::model::Family::Python => lower_file(&python::Python, tree, src, language),
@@ -122,10 +192,10 @@ pub(crate) trait Frontend {
     fn skip(&self, kind: &str) -> bool;
     fn is_function(&self, kind: &str) -> bool;
     /// The class name if `node` declares a class.
-    fn class_name(&self, node: Node, src: &[u8]) -> Option<Box<str>>;
-    fn function_info<'t>(&self, node: Node<'t>, src: &[u8]) -> FunctionInfo<'t>;
+    fn class_name(&self, node: Node, src: &str) -> Option<Box<str>>;
+    fn function_info<'t>(&self, node: Node<'t>, src: &str) -> FunctionInfo<'t>;
     /// Names, spans and default-value nodes bound by one parameter node.
-    fn param<'t>(&self, node: Node<'t>, src: &[u8]) -> Vec<(Box<str>, Span, Option<Node<'t>>)>;
+    fn param<'t>(&self, node: Node<'t>, src: &str) -> Vec<(Box<str>, Span, Option<Node<'t>>)>;
     /// The role of each child, decided when the parent is entered.
     fn child_role<'t>(
         &self,
@@ -138,10 +208,10 @@ pub(crate) trait Frontend {
     /// A name for an anonymous function value, from the node that binds it.
     fn name_hint(
         &self,
+        lw: &Lowerer,
         parent: Node,
         child: Node,
         field: Option<&str>,
-        src: &[u8],
     ) -> Option<String>;
     fn exit<'t>(&self, lw: &mut Lowerer<'t>, node: Node<'t>, role: &Role, mark: usize) -> Exit;
 }
@@ -155,7 +225,7 @@ struct Pending<'t> {
 
 /// The state of lowering one function unit.
 pub(crate) struct Lowerer<'t> {
-    pub src: &'t [u8],
+    pub src: &'t str,
     pub func: Function,
     pub results: Vec<Child<'t>>,
     ctx_stack: Vec<CtxId>,
@@ -168,14 +238,17 @@ pub(crate) struct Lowerer<'t> {
     pub syntax_errors: &'t mut Vec<Span>,
     /// One cursor for the whole unit: creating one per node allocates.
     cursor: Option<tree_sitter::TreeCursor<'t>>,
+    /// Argument-list node id -> the callee's text, to name callbacks
+    /// (`app.post callback`) without `Node::parent`, which walks from the root.
+    pub callees: Vec<(usize, &'t str)>,
 }
 
 pub(crate) fn span_of(node: Node) -> Span {
     Span::new(node.start_byte(), node.end_byte())
 }
 
-pub(crate) fn text<'s>(node: Node, src: &'s [u8]) -> &'s str {
-    std::str::from_utf8(&src[node.byte_range()]).unwrap_or("")
+pub(crate) fn text<'s>(node: Node, src: &'s str) -> &'s str {
+    src.get(node.byte_range()).unwrap_or("")
 }
 
 impl<'t> Lowerer<'t> {
@@ -275,7 +348,7 @@ enum Frame<'t> {
     },
 }
 
-fn lower_file<F: Frontend>(fe: &F, tree: &Tree, src: &[u8], language: Language) -> FileModel {
+fn lower_file<F: Frontend>(fe: &F, tree: &Tree, src: &str, language: Language) -> FileModel {
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut syntax_errors = Vec::new();
     let mut next_id: FuncId = 1;
@@ -334,7 +407,7 @@ fn lower_unit<'t, F: Frontend>(
     fe: &F,
     pending: Pending<'t>,
     self_id: FuncId,
-    src: &'t [u8],
+    src: &'t str,
     queue: &mut VecDeque<Pending<'t>>,
     next_id: &mut FuncId,
     syntax_errors: &mut Vec<Span>,
@@ -380,11 +453,12 @@ fn lower_unit<'t, F: Frontend>(
         hints: Vec::new(),
         syntax_errors,
         cursor: None,
+        callees: Vec::new(),
     };
 
     let mut stack: Vec<Frame<'t>> = Vec::new();
     if let Some(body) = info.body {
-        let role = if is_module || is_block(body.kind()) {
+        let role = if is_module || is_block(kind(body)) {
             Role::Plain
         } else {
             Role::ExprBody
@@ -421,7 +495,7 @@ fn lower_unit<'t, F: Frontend>(
                 if node.is_error() || node.is_missing() {
                     lw.syntax_errors.push(span_of(node));
                 }
-                let kind = node.kind();
+                let kind = kind(node);
                 if fe.skip(kind) || matches!(role, Role::Skip) {
                     continue;
                 }
@@ -550,9 +624,9 @@ fn push_children<'t, F: Frontend>(
         loop {
             let child = cursor.node();
             if child.is_named() || child.is_missing() {
-                let field = cursor.field_name();
-                if fe.is_function(child.kind()) {
-                    if let Some(hint) = fe.name_hint(node, child, field, lw.src) {
+                let field = field_name(&cursor);
+                if fe.is_function(kind(child)) {
+                    if let Some(hint) = fe.name_hint(lw, node, child, field) {
                         lw.hints.push((child.id(), hint));
                     }
                 }

@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::{span_of, text, Exit, Frontend, FunctionInfo, Lowerer, Role};
+use super::{field, kind, span_of, text, Exit, Frontend, FunctionInfo, Lowerer, Role};
 use crate::model::{Arg, Expr, FunctionKind, Prop, PropKey, Span, StmtKind};
 
 pub(crate) struct Python;
@@ -32,19 +32,19 @@ impl Frontend for Python {
         matches!(kind, "function_definition" | "lambda")
     }
 
-    fn class_name(&self, node: Node, src: &[u8]) -> Option<Box<str>> {
-        (node.kind() == "class_definition").then(|| {
-            node.child_by_field_name("name")
+    fn class_name(&self, node: Node, src: &str) -> Option<Box<str>> {
+        (kind(node) == "class_definition").then(|| {
+            field(node, "name")
                 .map_or("<class>", |n| text(n, src))
                 .into()
         })
     }
 
-    fn function_info<'t>(&self, node: Node<'t>, src: &[u8]) -> FunctionInfo<'t> {
-        let is_lambda = node.kind() == "lambda";
-        let is_async = node.child(0).is_some_and(|c| c.kind() == "async");
+    fn function_info<'t>(&self, node: Node<'t>, src: &str) -> FunctionInfo<'t> {
+        let is_lambda = kind(node) == "lambda";
+        let is_async = node.child(0).is_some_and(|c| kind(c) == "async");
         let mut params = Vec::new();
-        if let Some(list) = node.child_by_field_name("parameters") {
+        if let Some(list) = field(node, "parameters") {
             let mut cursor = list.walk();
             params.extend(list.named_children(&mut cursor));
         }
@@ -64,26 +64,26 @@ impl Frontend for Python {
             },
             is_async,
             params,
-            body: node.child_by_field_name("body"),
+            body: field(node, "body"),
         }
     }
 
-    fn param<'t>(&self, node: Node<'t>, src: &[u8]) -> Vec<(Box<str>, Span, Option<Node<'t>>)> {
+    fn param<'t>(&self, node: Node<'t>, src: &str) -> Vec<(Box<str>, Span, Option<Node<'t>>)> {
         let span = span_of(node);
-        let name = match node.kind() {
+        let name = match kind(node) {
             "identifier" => Some(node),
-            "default_parameter" | "typed_default_parameter" => node.child_by_field_name("name"),
+            "default_parameter" | "typed_default_parameter" => field(node, "name"),
             "typed_parameter" | "list_splat_pattern" | "dictionary_splat_pattern" => {
                 let mut cursor = node.walk();
                 let found = node
                     .named_children(&mut cursor)
-                    .find(|c| c.kind() == "identifier");
+                    .find(|c| kind(*c) == "identifier");
                 found
             }
             _ => None,
         };
         match name {
-            Some(n) => vec![(text(n, src).into(), span, node.child_by_field_name("value"))],
+            Some(n) => vec![(text(n, src).into(), span, field(node, "value"))],
             None => Vec::new(),
         }
     }
@@ -96,7 +96,7 @@ impl Frontend for Python {
         field: Option<&str>,
         mark: usize,
     ) -> Role {
-        match (parent.kind(), field, child.kind()) {
+        match (kind(parent), field, kind(child)) {
             ("if_statement" | "elif_clause" | "while_statement", Some("condition"), _) => {
                 Role::Condition
             }
@@ -112,7 +112,7 @@ impl Frontend for Python {
             ("try_statement", _, "finally_clause") => Role::Finally(lw.current_try_id()),
             ("with_statement", Some("body"), _) => Role::WithBody {
                 mark,
-                is_async: parent.child(0).is_some_and(|c| c.kind() == "async"),
+                is_async: parent.child(0).is_some_and(|c| kind(c) == "async"),
             },
             ("match_statement", Some("body"), _) => Role::Switch,
             ("attribute", Some("attribute"), _) | ("keyword_argument", Some("name"), _) => {
@@ -124,14 +124,15 @@ impl Frontend for Python {
 
     fn name_hint(
         &self,
+        lw: &Lowerer,
         parent: Node,
         _child: Node,
         field: Option<&str>,
-        src: &[u8],
     ) -> Option<String> {
-        match (parent.kind(), field) {
+        let src = lw.src;
+        match (kind(parent), field) {
             ("assignment", Some("right")) | ("keyword_argument", Some("value")) => parent
-                .child_by_field_name(if parent.kind() == "assignment" {
+                .child_by_field_name(if kind(parent) == "assignment" {
                     "left"
                 } else {
                     "name"
@@ -142,7 +143,7 @@ impl Frontend for Python {
     }
 
     fn exit<'t>(&self, lw: &mut Lowerer<'t>, node: Node<'t>, _role: &Role, mark: usize) -> Exit {
-        let expr = match node.kind() {
+        let expr = match kind(node) {
             "identifier" => match lw.text(node) {
                 "self" | "cls" => Expr::This,
                 name => Expr::Ident(name.into()),
@@ -172,8 +173,8 @@ impl Frontend for Python {
                     .iter()
                     .filter(|c| c.field != Some("function"))
                     .map(|c| {
-                        let keyword = (c.node.kind() == "keyword_argument")
-                            .then(|| c.node.child_by_field_name("name"))
+                        let keyword = (kind(c.node) == "keyword_argument")
+                            .then(|| field(c.node, "name"))
                             .flatten()
                             .map(|n| lw.text(n).into());
                         let spread = matches!(lw.func.expr(c.expr), Expr::Unary { op, .. } if op.starts_with('*'));
@@ -188,7 +189,7 @@ impl Frontend for Python {
             }
             "argument_list" | "with_clause" | "interpolation" => return Exit::Transparent,
             "keyword_argument" | "with_item" | "parenthesized_expression" | "as_pattern" => {
-                let first = match node.kind() {
+                let first = match kind(node) {
                     "keyword_argument" => lw.child(mark, "value"),
                     _ => lw.children(mark).first().map(|c| c.expr),
                 };
@@ -199,7 +200,7 @@ impl Frontend for Python {
             }
             "list_splat" | "dictionary_splat" => match lw.children(mark).first() {
                 Some(c) => Expr::Unary {
-                    op: if node.kind() == "list_splat" {
+                    op: if kind(node) == "list_splat" {
                         "*"
                     } else {
                         "**"
@@ -259,7 +260,7 @@ impl Frontend for Python {
                 let mut props = Vec::new();
                 for c in lw.children(mark).to_vec() {
                     match lw.func.expr(c.expr).clone() {
-                        Expr::Object(p) if c.node.kind() == "pair" => props.extend(p),
+                        Expr::Object(p) if kind(c.node) == "pair" => props.extend(p),
                         Expr::Unary { arg, .. } => props.push(Prop {
                             key: PropKey::Spread,
                             key_span: span_of(c.node),
@@ -298,12 +299,10 @@ impl Frontend for Python {
             }
             "not_operator" | "unary_operator" => match lw.children(mark).first() {
                 Some(c) => Expr::Unary {
-                    op: if node.kind() == "not_operator" {
+                    op: if kind(node) == "not_operator" {
                         "not".into()
                     } else {
-                        node.child_by_field_name("operator")
-                            .map_or("", |o| lw.text(o))
-                            .into()
+                        field(node, "operator").map_or("", |o| lw.text(o)).into()
                     },
                     arg: c.expr,
                 },
@@ -355,7 +354,7 @@ impl Frontend for Python {
             }
             "return_statement" | "raise_statement" => {
                 let value = lw.children(mark).first().map(|c| c.expr);
-                let kind = if node.kind() == "return_statement" {
+                let kind = if kind(node) == "return_statement" {
                     StmtKind::Return(value)
                 } else {
                     StmtKind::Throw(value)
@@ -384,7 +383,7 @@ impl Frontend for Python {
                 return Exit::Nothing;
             }
             "for_statement" => {
-                if node.child(0).is_some_and(|c| c.kind() == "async") {
+                if node.child(0).is_some_and(|c| kind(c) == "async") {
                     lw.stmt(StmtKind::AwaitPoint, span_of(node));
                 }
                 return Exit::Nothing;
@@ -419,7 +418,7 @@ fn other(lw: &mut Lowerer, node: Node, mark: usize) -> Exit {
 }
 
 /// The operator tokens between the first two operands: `in`, `not in`, `>=`.
-fn comparison_op(node: Node, src: &[u8]) -> String {
+fn comparison_op(node: Node, src: &str) -> String {
     let mut op = String::new();
     let mut seen_operand = false;
     let mut cursor = node.walk();
@@ -440,20 +439,20 @@ fn comparison_op(node: Node, src: &[u8]) -> String {
 }
 
 /// The exception names an `except` clause catches (empty: a bare `except:`).
-fn except_types(clause: Node, src: &[u8]) -> Vec<Box<str>> {
+fn except_types(clause: Node, src: &str) -> Vec<Box<str>> {
     let mut cursor = clause.walk();
     let Some(first) = clause
         .named_children(&mut cursor)
-        .find(|c| c.kind() != "block" && c.kind() != "comment")
+        .find(|c| kind(*c) != "block" && kind(*c) != "comment")
     else {
         return Vec::new();
     };
-    let first = if first.kind() == "as_pattern" {
+    let first = if kind(first) == "as_pattern" {
         first.named_child(0).unwrap_or(first)
     } else {
         first
     };
-    match first.kind() {
+    match kind(first) {
         "tuple" | "parenthesized_expression" | "expression_list" => {
             let mut cursor = first.walk();
             let names = first
@@ -474,7 +473,7 @@ fn string(lw: &Lowerer, node: Node, mark: usize) -> Expr {
     let mut holes = Vec::new();
     let mut ranges = Vec::new();
     for child in node.children(&mut cursor) {
-        match child.kind() {
+        match kind(child) {
             "string_start" => start = child.end_byte(),
             "string_end" => end = child.start_byte(),
             "interpolation" => ranges.push(child.byte_range()),
@@ -486,16 +485,16 @@ fn string(lw: &Lowerer, node: Node, mark: usize) -> Expr {
     }
     let end = end.max(start);
     if ranges.is_empty() {
-        return Expr::Str(std::str::from_utf8(&src[start..end]).unwrap_or("").into());
+        return Expr::Str(src.get(start..end).unwrap_or("").into());
     }
     let mut text = String::new();
     let mut at = start;
     for r in ranges {
-        text.push_str(std::str::from_utf8(&src[at..r.start]).unwrap_or(""));
+        text.push_str(src.get(at..r.start).unwrap_or(""));
         text.push_str("${}");
         at = r.end;
     }
-    text.push_str(std::str::from_utf8(&src[at..end]).unwrap_or(""));
+    text.push_str(src.get(at..end).unwrap_or(""));
     Expr::Template {
         tag: None,
         text: text.into(),
