@@ -175,9 +175,9 @@ impl LockCatalog {
 
     /// A boolean flag name that reads as "an operation is in progress".
     pub fn is_flag_name(&self, name: &str) -> bool {
-        name_tokens(name).iter().any(|t| {
-            has(&self.names.flag_tokens, t) || (t.len() > 4 && t.ends_with("ing"))
-        })
+        name_tokens(name)
+            .iter()
+            .any(|t| has(&self.names.flag_tokens, t) || (t.len() > 4 && t.ends_with("ing")))
     }
 }
 
@@ -187,10 +187,34 @@ fn stop_noun(last: Option<&String>) -> bool {
     last.is_some_and(|l| {
         matches!(
             l.as_str(),
-            "key" | "keys" | "name" | "names" | "id" | "ttl" | "timeout" | "status" | "state"
-                | "info" | "owner" | "value" | "expiry" | "prefix" | "path" | "options"
-                | "config" | "manager" | "service" | "client" | "holder" | "token" | "duration"
-                | "error" | "file" | "count" | "time" | "at"
+            "key"
+                | "keys"
+                | "name"
+                | "names"
+                | "id"
+                | "ttl"
+                | "timeout"
+                | "status"
+                | "state"
+                | "info"
+                | "owner"
+                | "value"
+                | "expiry"
+                | "prefix"
+                | "path"
+                | "options"
+                | "config"
+                | "manager"
+                | "service"
+                | "client"
+                | "holder"
+                | "token"
+                | "duration"
+                | "error"
+                | "file"
+                | "count"
+                | "time"
+                | "at"
         )
     })
 }
@@ -496,7 +520,10 @@ impl<'a> Facts<'a> {
             Expr::Member { property, .. } => property.to_string(),
             _ => return false,
         };
-        has(&self.cat.containers.not_guards, last.trim_start_matches('_'))
+        has(
+            &self.cat.containers.not_guards,
+            last.trim_start_matches('_'),
+        )
     }
 
     fn ctx_kind(&self, c: CtxId) -> &'a CtxKind {
@@ -521,9 +548,13 @@ fn state_setters(file: &FileModel, src: &str) -> HashSet<String> {
         return out;
     }
     let is_hook = |g: &Function, value: ExprId| -> bool {
-        let Expr::Call { callee, .. } = g.expr(g.unwrap_await(value)) else { return false };
+        let Expr::Call { callee, .. } = g.expr(g.unwrap_await(value)) else {
+            return false;
+        };
         let hook = g.callee_name(*callee).unwrap_or("");
-        hook.len() > 3 && hook.starts_with("use") && hook[3..].starts_with(|c: char| c.is_ascii_uppercase())
+        hook.len() > 3
+            && hook.starts_with("use")
+            && hook[3..].starts_with(|c: char| c.is_ascii_uppercase())
     };
     for g in &file.functions {
         // `const form = useForm(); const { setError } = form`: one hop.
@@ -539,13 +570,17 @@ fn state_setters(file: &FileModel, src: &str) -> HashSet<String> {
             })
             .collect();
         for e in &g.exprs {
-            let Expr::Assign { target, value, .. } = e else { continue };
+            let Expr::Assign { target, value, .. } = e else {
+                continue;
+            };
             let from_hook = is_hook(g, *value)
                 || matches!(g.expr(*value), Expr::Ident(n) if hook_objects.contains(&**n));
             if !from_hook || matches!(g.expr(*target), Expr::Ident(_)) {
                 continue;
             }
-            let array = src.get(g.span(*target).range()).is_some_and(|t| t.starts_with('['));
+            let array = src
+                .get(g.span(*target).range())
+                .is_some_and(|t| t.starts_with('['));
             match g.expr(*target) {
                 // `const [value, setValue] = useState()`: the setter.
                 Expr::Array(items) | Expr::Other(items) if array => {
@@ -575,9 +610,16 @@ fn state_setters(file: &FileModel, src: &str) -> HashSet<String> {
 /// test ends with the test; no request ever waits on it.
 pub fn in_test_code(file: &FileModel, f: &Function) -> bool {
     const HOOKS: &[&str] = &[
-        "it callback", "test callback", "describe callback", "beforeEach callback",
-        "afterEach callback", "beforeAll callback", "afterAll callback", "before callback",
-        "after callback", "suite callback",
+        "it callback",
+        "test callback",
+        "describe callback",
+        "beforeEach callback",
+        "afterEach callback",
+        "beforeAll callback",
+        "afterAll callback",
+        "before callback",
+        "after callback",
+        "suite callback",
     ];
     let module = &file.functions[0];
     let test_file = module.stmts.iter().any(|s| {
@@ -734,13 +776,29 @@ impl FunctionGuards {
                     Expr::Unary { op, arg } if matches!(&**op, "del" | "delete") => {
                         if let Expr::Index { object, index } = f.expr(*arg) {
                             if fx.shared_place(*object, false) {
-                                self.release(fx, k, id, GuardKind::MapEntry, fx.norm(*object), Some(fx.norm(*index)), vec![]);
+                                self.release(
+                                    fx,
+                                    k,
+                                    id,
+                                    GuardKind::MapEntry,
+                                    fx.norm(*object),
+                                    Some(fx.norm(*index)),
+                                    vec![],
+                                );
                             }
                         }
                     }
                     Expr::Call { .. } => {
                         let b = bound.get(&id).cloned().unwrap_or_default();
-                        self.call_effect(fx, k, id, in_test, b, awaited.contains(&id), &acquired_objects);
+                        self.call_effect(
+                            fx,
+                            k,
+                            id,
+                            in_test,
+                            b,
+                            awaited.contains(&id),
+                            &acquired_objects,
+                        );
                     }
                     _ => {}
                 }
@@ -761,7 +819,10 @@ impl FunctionGuards {
         let is_using = text.starts_with("using ")
             || text.starts_with("await using ")
             || (matches!(fx.f.stmts[k].kind, StmtKind::Expr(_))
-                && (before.ends_with(" using") || before.ends_with("\nusing") || before.ends_with("\tusing") || before == "using")
+                && (before.ends_with(" using")
+                    || before.ends_with("\nusing")
+                    || before.ends_with("\tusing")
+                    || before == "using")
                 && text.contains('='));
         if is_using {
             self.scoped.push(Scoped::Using { stmt: k });
@@ -810,7 +871,11 @@ impl FunctionGuards {
                 let key = Some(fx.norm(*index));
                 match lit {
                     Some(false) => {
-                        let guard = GuardId { kind: GuardKind::Flag, place, key };
+                        let guard = GuardId {
+                            kind: GuardKind::Flag,
+                            place,
+                            key,
+                        };
                         self.push_release(fx, k, id, guard, vec![]);
                     }
                     Some(true) => {
@@ -818,7 +883,11 @@ impl FunctionGuards {
                             self.acquires.push(Acquire {
                                 stmt: k,
                                 expr: id,
-                                guard: GuardId { kind, place: place.clone(), key: key.clone() },
+                                guard: GuardId {
+                                    kind,
+                                    place: place.clone(),
+                                    key: key.clone(),
+                                },
                                 bound: vec![],
                                 in_test: false,
                                 helper: false,
@@ -830,7 +899,11 @@ impl FunctionGuards {
                     None => self.acquires.push(Acquire {
                         stmt: k,
                         expr: id,
-                        guard: GuardId { kind: GuardKind::MapEntry, place, key },
+                        guard: GuardId {
+                            kind: GuardKind::MapEntry,
+                            place,
+                            key,
+                        },
                         bound: vec![],
                         in_test: false,
                         helper: false,
@@ -844,7 +917,16 @@ impl FunctionGuards {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn release(&mut self, fx: &Facts, k: usize, id: ExprId, kind: GuardKind, place: String, key: Option<String>, via: Vec<String>) {
+    fn release(
+        &mut self,
+        fx: &Facts,
+        k: usize,
+        id: ExprId,
+        kind: GuardKind,
+        place: String,
+        key: Option<String>,
+        via: Vec<String>,
+    ) {
         self.push_release(fx, k, id, GuardId { kind, place, key }, via);
     }
 
@@ -887,15 +969,28 @@ impl FunctionGuards {
         if let Some(name) = bare_call(f, id) {
             if cat.is_acquire_helper(name) && !has_function_arg(f, id) {
                 let key = pos.first().map(|a| fx.norm(*a));
-                self.acquires.push(acquire(GuardKind::Lock, String::new(), key, true));
+                self.acquires
+                    .push(acquire(GuardKind::Lock, String::new(), key, true));
             } else if cat.is_release_helper(name) || has(&cat.locks.release, name) {
                 let key = pos.first().map(|a| fx.norm(*a));
                 let mut via = vec![name.to_string()];
                 via.extend(pos.first().and_then(|a| ident(f, *a)));
                 self.release(fx, k, id, GuardKind::Lock, String::new(), key, via);
-            } else if self.acquires.iter().any(|a| a.bound.iter().any(|b| b == name)) {
+            } else if self
+                .acquires
+                .iter()
+                .any(|a| a.bound.iter().any(|b| b == name))
+            {
                 // `release()` where `release` was returned by an acquire.
-                self.release(fx, k, id, GuardKind::Lock, format!("{name}()"), None, vec![name.to_string()]);
+                self.release(
+                    fx,
+                    k,
+                    id,
+                    GuardKind::Lock,
+                    format!("{name}()"),
+                    None,
+                    vec![name.to_string()],
+                );
             }
             return;
         }
@@ -915,7 +1010,12 @@ impl FunctionGuards {
                     let key = op.key.expect("checked");
                     let lockish = nx || cat.is_lock_name(fx.text(key)) || alias_is_lock(fx, key);
                     if lockish {
-                        self.acquires.push(acquire(GuardKind::RedisKey, String::new(), Some(fx.norm(key)), false));
+                        self.acquires.push(acquire(
+                            GuardKind::RedisKey,
+                            String::new(),
+                            Some(fx.norm(key)),
+                            false,
+                        ));
                     }
                     // `map.set(k, v)` and `redis.set(k, v)` look alike: a
                     // two-argument set may still be a Map entry (below).
@@ -925,7 +1025,15 @@ impl FunctionGuards {
                 }
                 RedisOpKind::Del => {
                     for key in op.keys {
-                        self.release(fx, k, id, GuardKind::RedisKey, String::new(), Some(fx.norm(key)), vec![]);
+                        self.release(
+                            fx,
+                            k,
+                            id,
+                            GuardKind::RedisKey,
+                            String::new(),
+                            Some(fx.norm(key)),
+                            vec![],
+                        );
                     }
                     return;
                 }
@@ -937,11 +1045,26 @@ impl FunctionGuards {
         let not_guard = fx.not_guard_receiver(recv);
         // Set and Map entries.
         if shared && !not_guard && pos.len() == 1 && has(&cat.containers.set_add, method) {
-            self.acquires.push(acquire(GuardKind::SetEntry, place, first_key_exact(fx, &pos), false));
+            self.acquires.push(acquire(
+                GuardKind::SetEntry,
+                place,
+                first_key_exact(fx, &pos),
+                false,
+            ));
             return;
         }
-        if shared && !not_guard && fx.family == Family::Js && pos.len() == 2 && has(&cat.containers.map_set_js, method) {
-            self.acquires.push(acquire(GuardKind::MapEntry, place, first_key_exact(fx, &pos), false));
+        if shared
+            && !not_guard
+            && fx.family == Family::Js
+            && pos.len() == 2
+            && has(&cat.containers.map_set_js, method)
+        {
+            self.acquires.push(acquire(
+                GuardKind::MapEntry,
+                place,
+                first_key_exact(fx, &pos),
+                false,
+            ));
             return;
         }
         let set_release = match fx.family {
@@ -950,14 +1073,35 @@ impl FunctionGuards {
         };
         if shared && !not_guard && !pos.is_empty() && has(set_release, method) {
             let key = first_key_exact(fx, &pos);
-            self.release(fx, k, id, GuardKind::SetEntry, place.clone(), key.clone(), vec![]);
+            self.release(
+                fx,
+                k,
+                id,
+                GuardKind::SetEntry,
+                place.clone(),
+                key.clone(),
+                vec![],
+            );
             if fx.family == Family::Js && has(&cat.containers.map_release_js, method) {
                 self.release(fx, k, id, GuardKind::MapEntry, place, key, vec![]);
             }
             return;
         }
-        if shared && !not_guard && fx.family == Family::Python && !pos.is_empty() && has(&cat.containers.map_release_py, method) {
-            self.release(fx, k, id, GuardKind::MapEntry, place, first_key_exact(fx, &pos), vec![]);
+        if shared
+            && !not_guard
+            && fx.family == Family::Python
+            && !pos.is_empty()
+            && has(&cat.containers.map_release_py, method)
+        {
+            self.release(
+                fx,
+                k,
+                id,
+                GuardKind::MapEntry,
+                place,
+                first_key_exact(fx, &pos),
+                vec![],
+            );
             return;
         }
 
@@ -971,7 +1115,8 @@ impl FunctionGuards {
                 return;
             }
             let helper = !has(&cat.locks.acquire, method);
-            self.acquires.push(acquire(GuardKind::Lock, place, first_key, helper));
+            self.acquires
+                .push(acquire(GuardKind::Lock, place, first_key, helper));
             return;
         }
         if has(&cat.locks.release, method) || cat.is_release_helper(method) {
@@ -1015,7 +1160,9 @@ impl FunctionGuards {
         let parent = &file.functions[parent_id as usize];
         let cat = locks();
         for e in &parent.exprs {
-            let Expr::Call { callee, args } = e else { continue };
+            let Expr::Call { callee, args } = e else {
+                continue;
+            };
             if !args
                 .iter()
                 .any(|a| matches!(parent.expr(a.value), Expr::Function(id) if *id == self_id))
@@ -1023,7 +1170,10 @@ impl FunctionGuards {
                 continue;
             }
             let name = parent.callee_name(*callee).unwrap_or("");
-            let text = src.get(parent.span(*callee).range()).unwrap_or("").to_string();
+            let text = src
+                .get(parent.span(*callee).range())
+                .unwrap_or("")
+                .to_string();
             let scoped = has(&cat.locks.scoped, name)
                 || has(&cat.locks.acquire, name)
                 || cat.is_acquire_helper(name)
@@ -1050,7 +1200,9 @@ fn first_key_exact(fx: &Facts, pos: &[ExprId]) -> Option<String> {
 /// Whether a local bound to `key` (`const lockKey = ...`) has a lock name or
 /// a lock-named value.
 fn alias_is_lock(fx: &Facts, key: ExprId) -> bool {
-    let Some(name) = ident(fx.f, key) else { return false };
+    let Some(name) = ident(fx.f, key) else {
+        return false;
+    };
     fx.f.exprs.iter().any(|e| match e {
         Expr::Assign { target, value, .. } => {
             matches!(fx.f.expr(*target), Expr::Ident(n) if **n == *name)
@@ -1098,7 +1250,9 @@ fn limiter_call(file: &FileModel, parent: &Function, callee: ExprId, src: &str) 
     let _ = is_method;
     file.functions.iter().any(|g| {
         g.exprs.iter().any(|e| {
-            let Expr::Assign { target, value, .. } = e else { return false };
+            let Expr::Assign { target, value, .. } = e else {
+                return false;
+            };
             let tname = match g.expr(*target) {
                 Expr::Ident(n) | Expr::Member { property: n, .. } => n,
                 _ => return false,
@@ -1115,7 +1269,9 @@ fn limiter_call(file: &FileModel, parent: &Function, callee: ExprId, src: &str) 
             }
             let text = src.get(g.span(v).range()).unwrap_or("");
             let args: String = text.split_whitespace().collect();
-            args.contains("(1)") || args.contains("concurrency:1}") || args.contains("concurrency:1,")
+            args.contains("(1)")
+                || args.contains("concurrency:1}")
+                || args.contains("concurrency:1,")
         })
     })
 }
@@ -1165,9 +1321,14 @@ fn release_context(fx: &Facts, k: usize) -> ReleaseContext {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisOpKind {
     /// `SET key value [NX] [PX ttl]`; `cache.add(key, value, timeout)`.
-    Set { nx: bool, expiry: bool },
+    Set {
+        nx: bool,
+        expiry: bool,
+    },
     /// `SETNX key value` (never with an expiry).
-    SetNx { nx: bool },
+    SetNx {
+        nx: bool,
+    },
     Del,
     Expire,
     Get,
@@ -1218,7 +1379,9 @@ pub fn redis_ops(file: &FileModel, f: &Function, src: &str) -> Vec<RedisOp> {
     let fx = Facts::new(file, f, src);
     let mut out = Vec::new();
     for (k, stmt) in f.stmts.iter().enumerate() {
-        let Some(root) = f.stmt_expr(stmt) else { continue };
+        let Some(root) = f.stmt_expr(stmt) else {
+            continue;
+        };
         for id in f.descendants(root) {
             if let Some(mut op) = redis_op(&fx, id) {
                 op.stmt = k;
@@ -1285,7 +1448,9 @@ fn redis_op(fx: &Facts, id: ExprId) -> Option<RedisOp> {
         match fx.family {
             Family::Js => {
                 let (nx, expiry, ttl) = set_tokens(fx, &pos[2..]);
-                op.object_options = pos[2..].iter().any(|a| matches!(f.expr(*a), Expr::Object(_)));
+                op.object_options = pos[2..]
+                    .iter()
+                    .any(|a| matches!(f.expr(*a), Expr::Object(_)));
                 op.ttl = ttl;
                 if pos.len() == 2 {
                     // `map.set(k, v)` and `redis.set(k, v)` look alike; only
@@ -1294,13 +1459,20 @@ fn redis_op(fx: &Facts, id: ExprId) -> Option<RedisOp> {
                 op.op = RedisOpKind::Set { nx, expiry };
             }
             Family::Python => {
-                let nx = keyword(f, id, "nx").is_some_and(|v| !matches!(f.expr(v), Expr::Bool(false) | Expr::Null));
+                let nx = keyword(f, id, "nx")
+                    .is_some_and(|v| !matches!(f.expr(v), Expr::Bool(false) | Expr::Null));
                 let kw_ttl = ["ex", "px", "exat", "pxat"]
                     .iter()
                     .find_map(|k| keyword(f, id, k).filter(|v| !matches!(f.expr(*v), Expr::Null)));
-                let pos_ttl = pos.get(2).copied().filter(|v| !matches!(f.expr(*v), Expr::Null));
+                let pos_ttl = pos
+                    .get(2)
+                    .copied()
+                    .filter(|v| !matches!(f.expr(*v), Expr::Null));
                 op.ttl = kw_ttl.or(pos_ttl);
-                op.op = RedisOpKind::Set { nx, expiry: op.ttl.is_some() };
+                op.op = RedisOpKind::Set {
+                    nx,
+                    expiry: op.ttl.is_some(),
+                };
             }
         }
         return Some(op);
@@ -1310,14 +1482,20 @@ fn redis_op(fx: &Facts, id: ExprId) -> Option<RedisOp> {
         return Some(op);
     }
     if has(&cat.redis.add_if_absent, method)
-        && has(&cat.redis.add_if_absent_receivers, recv_last.trim_start_matches('_'))
+        && has(
+            &cat.redis.add_if_absent_receivers,
+            recv_last.trim_start_matches('_'),
+        )
         && pos.len() >= 2
     {
         // Django cache.add(key, value, timeout=DEFAULT): `None` is forever.
         let timeout = keyword(f, id, "timeout").or(pos.get(2).copied());
         let forever = timeout.is_some_and(|t| matches!(f.expr(t), Expr::Null));
         op.ttl = timeout.filter(|_| !forever);
-        op.op = RedisOpKind::Set { nx: true, expiry: !forever };
+        op.op = RedisOpKind::Set {
+            nx: true,
+            expiry: !forever,
+        };
         return Some(op);
     }
     let deletes = match fx.family {
@@ -1356,11 +1534,15 @@ fn key_like(fx: &Facts, id: ExprId) -> bool {
         Expr::Call { callee, .. } => {
             let n = f.callee_name(*callee).unwrap_or("");
             let t = name_tokens(n);
-            t.iter().any(|w| matches!(w.as_str(), "key" | "name" | "format" | "join")) || fx.cat.is_lock_name(n)
+            t.iter()
+                .any(|w| matches!(w.as_str(), "key" | "name" | "format" | "join"))
+                || fx.cat.is_lock_name(n)
         }
         Expr::Ident(n) | Expr::Member { property: n, .. } => {
             let t = name_tokens(n);
-            t.iter().any(|w| matches!(w.as_str(), "key" | "keys" | "name")) || fx.cat.is_lock_name(n) && t.len() > 1
+            t.iter()
+                .any(|w| matches!(w.as_str(), "key" | "keys" | "name"))
+                || fx.cat.is_lock_name(n) && t.len() > 1
         }
         _ => false,
     }
@@ -1379,17 +1561,24 @@ fn set_tokens(fx: &Facts, rest: &[ExprId]) -> (bool, bool, Option<ExprId>) {
         match f.expr(*a) {
             Expr::Object(props) => {
                 for p in props {
-                    let PropKey::Name(name) = &p.key else { continue };
+                    let PropKey::Name(name) = &p.key else {
+                        continue;
+                    };
                     let upper = name.to_ascii_uppercase();
-                    if has(&cat.redis.nx_tokens, &upper) && truthy_literal(f, p.value) != Some(false) {
-                        nx = true;
-                    }
-                    if upper == "CONDITION"
-                        && f.string_value(p.value).is_some_and(|v| v.eq_ignore_ascii_case("NX"))
+                    if has(&cat.redis.nx_tokens, &upper)
+                        && truthy_literal(f, p.value) != Some(false)
                     {
                         nx = true;
                     }
-                    if has(&cat.redis.expiry_tokens, &upper) || name.eq_ignore_ascii_case("expiration") {
+                    if upper == "CONDITION"
+                        && f.string_value(p.value)
+                            .is_some_and(|v| v.eq_ignore_ascii_case("NX"))
+                    {
+                        nx = true;
+                    }
+                    if has(&cat.redis.expiry_tokens, &upper)
+                        || name.eq_ignore_ascii_case("expiration")
+                    {
                         expiry = true;
                         ttl = Some(p.value);
                         if let Expr::Object(inner) = f.expr(p.value) {
@@ -1403,7 +1592,9 @@ fn set_tokens(fx: &Facts, rest: &[ExprId]) -> (bool, bool, Option<ExprId>) {
                 }
             }
             _ => {
-                let Some(s) = f.string_value(*a) else { continue };
+                let Some(s) = f.string_value(*a) else {
+                    continue;
+                };
                 let upper = s.to_ascii_uppercase();
                 if has(&cat.redis.nx_tokens, &upper) {
                     nx = true;
@@ -1430,7 +1621,9 @@ fn in_transaction(fx: &Facts, recv: ExprId) -> bool {
             }
         }
     }
-    let Some(name) = ident(f, recv) else { return false };
+    let Some(name) = ident(f, recv) else {
+        return false;
+    };
     f.exprs.iter().any(|e| match e {
         Expr::Assign { target, value, .. } => {
             matches!(f.expr(*target), Expr::Ident(n) if **n == *name)
@@ -1552,12 +1745,18 @@ impl FunctionGuards {
                 && !a.checked
                 && !releases.iter().any(|ri| {
                     let r = &self.releases[*ri];
-                    fx.stmt_ctx(r.stmt) == scope || r.context.in_finally.is_some() || r.context.in_catch.is_some()
+                    fx.stmt_ctx(r.stmt) == scope
+                        || r.context.in_finally.is_some()
+                        || r.context.in_catch.is_some()
                 })
             {
                 continue;
             }
-            let end = releases.iter().map(|r| self.releases[*r].stmt).max().unwrap_or(a.stmt);
+            let end = releases
+                .iter()
+                .map(|r| self.releases[*r].stmt)
+                .max()
+                .unwrap_or(a.stmt);
             let mut region = Region {
                 acquire: ai,
                 releases,
@@ -1575,7 +1774,11 @@ impl FunctionGuards {
     fn leaks(&self, fx: &Facts, region: &Region) -> Vec<Leak> {
         let f = fx.f;
         let a = &self.acquires[region.acquire];
-        let release_stmts: HashSet<usize> = region.releases.iter().map(|r| self.releases[*r].stmt).collect();
+        let release_stmts: HashSet<usize> = region
+            .releases
+            .iter()
+            .map(|r| self.releases[*r].stmt)
+            .collect();
         let mut leaks = Vec::new();
         for k in a.stmt + 1..=region.end {
             if release_stmts.contains(&k) {
@@ -1598,7 +1801,9 @@ impl FunctionGuards {
                 }
                 continue;
             }
-            let Some((kind, span)) = stmt_raise(fx, k) else { continue };
+            let Some((kind, span)) = stmt_raise(fx, k) else {
+                continue;
+            };
             // Inside a handler the error path is already being handled: only
             // its own `throw` leaves (a failing log call there is not a leak).
             if kind != RaiseKind::Throw && in_handler(fx, s.ctx, region.scope) {
@@ -1631,7 +1836,9 @@ impl FunctionGuards {
                 break;
             }
             let Some(test) = c.test else { continue };
-            let Some(negated) = mentions(f, test, a) else { continue };
+            let Some(negated) = mentions(f, test, a) else {
+                continue;
+            };
             let failure = match c.kind {
                 CtxKind::Then | CtxKind::Loop => negated,
                 CtxKind::Else => !negated,
@@ -1687,25 +1894,29 @@ impl FunctionGuards {
             if id == region.scope {
                 break;
             }
-            match c.kind {
+            let released = match c.kind {
                 CtxKind::Try { try_id } | CtxKind::Catch { try_id, .. } => {
-                    if self.finally_releases(fx, region, try_id) {
-                        return true;
-                    }
+                    self.finally_releases(fx, region, try_id)
                 }
-                CtxKind::Finally { .. } => {
-                    if self.contains_release(fx, region, id) {
-                        return true;
-                    }
-                }
-                _ => {}
+                CtxKind::Finally { .. } => self.contains_release(fx, region, id),
+                _ => false,
+            };
+            if released {
+                return true;
             }
         }
         false
     }
 
     /// Follows an exception raised in `start` up to the region's scope.
-    fn protect(&self, fx: &Facts, region: &Region, start: CtxId, exc: Exc, at_await: bool) -> Outcome {
+    fn protect(
+        &self,
+        fx: &Facts,
+        region: &Region,
+        start: CtxId,
+        exc: Exc,
+        at_await: bool,
+    ) -> Outcome {
         let f = fx.f;
         let cancellable = at_await && fx.family == Family::Python && f.is_async;
         let mut c = start;
@@ -1744,11 +1955,9 @@ impl FunctionGuards {
                             .any(|s| matches!(s.kind, StmtKind::Throw(_)) && f.in_ctx(s.ctx, h))
                         {
                             None // rethrows: keep walking
-                        } else if let Some(ret) = f
-                            .stmts
-                            .iter()
-                            .position(|s| matches!(s.kind, StmtKind::Return(_)) && f.in_ctx(s.ctx, h))
-                        {
+                        } else if let Some(ret) = f.stmts.iter().position(|s| {
+                            matches!(s.kind, StmtKind::Return(_)) && f.in_ctx(s.ctx, h)
+                        }) {
                             // The handler's `return` still passes an outer
                             // `finally` that releases.
                             if self.finally_on_path(fx, region, f.stmts[ret].ctx) {
@@ -1767,27 +1976,36 @@ impl FunctionGuards {
                         match handled {
                             Some(true) => {
                                 if exc == Exc::Any && lvl == CatchLevel::Exception && cancellable {
-                                    return match self.protect(fx, region, parent, Exc::Cancel, at_await) {
+                                    return match self.protect(
+                                        fx,
+                                        region,
+                                        parent,
+                                        Exc::Cancel,
+                                        at_await,
+                                    ) {
                                         Outcome::Protected => Outcome::Protected,
-                                        Outcome::Leak(..) => Outcome::Leak(LeakCause::Cancellation, None),
+                                        Outcome::Leak(..) => {
+                                            Outcome::Leak(LeakCause::Cancellation, None)
+                                        }
                                     };
                                 }
                                 return Outcome::Protected;
                             }
-                            Some(false) => return Outcome::Leak(LeakCause::Raise(RaiseKind::Call), None),
+                            Some(false) => {
+                                return Outcome::Leak(LeakCause::Raise(RaiseKind::Call), None)
+                            }
                             None => {}
                         }
                     }
                 }
-                CtxKind::Catch { try_id, .. } => {
-                    if self.finally_releases(fx, region, try_id) {
-                        return Outcome::Protected;
-                    }
+                // Raised inside a handler: only that try's `finally` helps.
+                CtxKind::Catch { try_id, .. } if self.finally_releases(fx, region, try_id) => {
+                    return Outcome::Protected;
                 }
-                CtxKind::Finally { .. } => {
-                    if self.contains_release(fx, region, c) {
-                        return Outcome::Protected;
-                    }
+                // Raised inside the `finally` that releases: the contract
+                // counts a release in `finally` as protected.
+                CtxKind::Finally { .. } if self.contains_release(fx, region, c) => {
+                    return Outcome::Protected;
                 }
                 _ => {}
             }
@@ -1861,7 +2079,8 @@ fn checked_before(fx: &Facts, a: &Acquire) -> bool {
         matches!(s.kind, StmtKind::Test(_))
             && f.stmt_expr(s).is_some_and(|e| {
                 f.descendants(e).iter().any(|d| {
-                    matches!(f.expr(*d), Expr::Member { .. } | Expr::Ident(_)) && fx.norm(*d) == a.guard.place
+                    matches!(f.expr(*d), Expr::Member { .. } | Expr::Ident(_))
+                        && fx.norm(*d) == a.guard.place
                 })
             })
     })
@@ -1896,11 +2115,16 @@ pub fn mentions(f: &Function, test: ExprId, a: &Acquire) -> Option<bool> {
             }
             Expr::Await(inner) => cur = *inner,
             Expr::Binary { op, left, right } => {
-                let (side, other) = if contains(*left) { (*left, *right) } else { (*right, *left) };
+                let (side, other) = if contains(*left) {
+                    (*left, *right)
+                } else {
+                    (*right, *left)
+                };
                 let falsy = matches!(f.expr(other), Expr::Null | Expr::Bool(false))
                     || matches!(f.expr(other), Expr::Num(n) if &**n == "0");
                 let ok = matches!(f.expr(other), Expr::Bool(true))
-                    || f.string_value(other).is_some_and(|s| s.eq_ignore_ascii_case("OK"))
+                    || f.string_value(other)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("OK"))
                     || matches!(f.expr(other), Expr::Num(n) if &**n == "1");
                 match &**op {
                     "==" | "===" | "is" if falsy => negated = !negated,
@@ -1928,7 +2152,9 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
     let root = f.stmt_expr(s)?;
     // The place an assignment writes is not a read that can throw.
     let written: HashSet<ExprId> = match f.expr(root) {
-        Expr::Assign { target, .. } if matches!(f.expr(*target), Expr::Member { .. } | Expr::Ident(_)) => {
+        Expr::Assign { target, .. }
+            if matches!(f.expr(*target), Expr::Member { .. } | Expr::Ident(_)) =>
+        {
             [*target].into_iter().collect()
         }
         _ => HashSet::new(),
@@ -1942,13 +2168,21 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
     for id in f.descendants(root) {
         match f.expr(id) {
             Expr::Await(_) => consider(RaiseKind::Await, f.span(id)),
-            Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(n) if fx.setters.contains(&**n)) => {}
+            Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(n) if fx.setters.contains(&**n)) =>
+                {}
             Expr::Call { callee, .. } | Expr::New { callee, .. } => {
                 let path = f.path(*callee);
                 let method = f.callee_name(*callee).unwrap_or("");
                 let safe = fx.cat.throwing.safe_calls.iter().any(|p| p.matches(&path))
                     || (path.len() > 1 && has(&fx.cat.throwing.safe_methods, method));
-                consider(if safe { RaiseKind::Weak } else { RaiseKind::Call }, f.span(id));
+                consider(
+                    if safe {
+                        RaiseKind::Weak
+                    } else {
+                        RaiseKind::Call
+                    },
+                    f.span(id),
+                );
             }
             Expr::Member { .. } | Expr::Index { .. } if !written.contains(&id) => {
                 consider(RaiseKind::Weak, f.span(id))
@@ -2029,7 +2263,10 @@ impl FunctionGuards {
     }
 
     /// The releases paired with a region, in statement order.
-    pub fn region_releases<'a>(&'a self, region: &'a Region) -> impl Iterator<Item = &'a Release> + 'a {
+    pub fn region_releases<'a>(
+        &'a self,
+        region: &'a Region,
+    ) -> impl Iterator<Item = &'a Release> + 'a {
         region.releases.iter().map(move |ri| &self.releases[*ri])
     }
 }
@@ -2056,10 +2293,22 @@ mod tests {
     #[test]
     fn lock_names() {
         let c = locks();
-        for yes in ["lock:settlement", "digest_lock:{user_id}", "lockKey", "this.jobLock", "MUTEX_KEY"] {
+        for yes in [
+            "lock:settlement",
+            "digest_lock:{user_id}",
+            "lockKey",
+            "this.jobLock",
+            "MUTEX_KEY",
+        ] {
             assert!(c.is_lock_name(yes), "{yes}");
         }
-        for no in ["session:abc", "blockedUsers", "clock", "cart:1", "unlockedAt"] {
+        for no in [
+            "session:abc",
+            "blockedUsers",
+            "clock",
+            "cart:1",
+            "unlockedAt",
+        ] {
             assert!(!c.is_lock_name(no), "{no}");
         }
         assert!(c.is_release_helper("releaseLock"));

@@ -16,8 +16,8 @@
 use std::collections::HashSet;
 
 use crate::analysis::guards::{
-    in_test_code, redis_ops, Acquire, FunctionGuards, GuardKind, Leak, LeakCause, RaiseKind, RedisOpKind, Region,
-    Release,
+    in_test_code, redis_ops, Acquire, FunctionGuards, GuardKind, Leak, LeakCause, RaiseKind,
+    RedisOpKind, Region, Release,
 };
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
 use crate::model::{CtxKind, Expr, Family, Span, StmtKind};
@@ -63,7 +63,11 @@ impl super::Rule for Rule {
 
 /// The release to report at: the last one on the acquire's own level (the
 /// normal path), else the first one.
-fn reported_release<'a>(cx: &Context, guards: &'a FunctionGuards, region: &'a Region) -> &'a Release {
+fn reported_release<'a>(
+    cx: &Context,
+    guards: &'a FunctionGuards,
+    region: &'a Region,
+) -> &'a Release {
     let f = cx.func;
     let mut releases: Vec<&Release> = guards.region_releases(region).collect();
     releases.sort_by_key(|r| r.stmt);
@@ -117,7 +121,11 @@ fn code(text: &str) -> String {
 }
 
 fn line_of(src: &str, offset: u32) -> usize {
-    src[..offset as usize].bytes().filter(|b| *b == b'\n').count() + 1
+    src[..offset as usize]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 /// What stays held, in the code's own names.
@@ -130,9 +138,16 @@ fn held_state(cx: &Context, a: &Acquire, release: &Release) -> String {
         Family::Python => "True",
     };
     match g.kind {
-        GuardKind::SetEntry => format!("{key} stays in {place} and every later request for it is refused"),
-        GuardKind::MapEntry => format!("{place} keeps its {key} entry and later callers see the work as still running"),
-        GuardKind::Flag if g.key.is_some() => format!("{} stays set and the guard never reopens", code(&format!("{}[{}]", g.place, g.key.as_deref().unwrap_or("")))),
+        GuardKind::SetEntry => {
+            format!("{key} stays in {place} and every later request for it is refused")
+        }
+        GuardKind::MapEntry => {
+            format!("{place} keeps its {key} entry and later callers see the work as still running")
+        }
+        GuardKind::Flag if g.key.is_some() => format!(
+            "{} stays set and the guard never reopens",
+            code(&format!("{}[{}]", g.place, g.key.as_deref().unwrap_or("")))
+        ),
         GuardKind::Flag => format!("{place} stays `{t}` and the guard never reopens"),
         GuardKind::Lock => {
             let f = cx.func;
@@ -141,16 +156,21 @@ fn held_state(cx: &Context, a: &Acquire, release: &Release) -> String {
                 release.via.contains(b)
                     && !matches!(f.expr(release.expr), Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(_)))
             });
-            let what = if let Some(obj) = through {
-                format!("`{obj}` (from {}) is never released and every later caller waits on it", code(cx.expr_text(f.unwrap_await(a.expr))))
+            if let Some(obj) = through {
+                format!(
+                    "`{obj}` (from {}) is never released and every later caller waits on it",
+                    code(cx.expr_text(f.unwrap_await(a.expr)))
+                )
             } else if g.place.is_empty() || a.helper {
-                format!("the lock from {} is never released and every later caller waits on it", code(cx.expr_text(f.unwrap_await(a.expr))))
+                format!(
+                    "the lock from {} is never released and every later caller waits on it",
+                    code(cx.expr_text(f.unwrap_await(a.expr)))
+                )
             } else if g.key.is_some() {
                 format!("{place} keeps {key} locked and every later caller for it waits")
             } else {
                 format!("{place} is never released and every later caller waits on it")
-            };
-            return what;
+            }
         }
         GuardKind::RedisKey => {
             let ttl = redis_ops(cx.file, cx.func, cx.src)
@@ -207,9 +227,14 @@ fn report(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rele
         Confidence::High
     };
     let acquire_span = f.stmts[a.stmt].span;
-    let mut related = vec![(acquire_span, format!("acquired here: {}", code(cx.text(acquire_span))))];
+    let mut related = vec![(
+        acquire_span,
+        format!("acquired here: {}", code(cx.text(acquire_span))),
+    )];
     let leak_note = match leak.cause {
-        LeakCause::EarlyReturn | LeakCause::CatchReturn => "this `return` skips the release".to_string(),
+        LeakCause::EarlyReturn | LeakCause::CatchReturn => {
+            "this `return` skips the release".to_string()
+        }
         LeakCause::Cancellation => "a cancellation here skips the release".to_string(),
         _ => "an exception here skips the release".to_string(),
     };
@@ -304,7 +329,12 @@ fn container_end(cx: &Context, region: &Region, release: &Release) -> u32 {
     }
 }
 
-fn rewrite(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Release) -> Suggestion {
+fn rewrite(
+    cx: &Context,
+    guards: &FunctionGuards,
+    region: &Region,
+    release: &Release,
+) -> Suggestion {
     let f = cx.func;
     let src = cx.src;
     let family = cx.family();
@@ -319,7 +349,10 @@ fn rewrite(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rel
         .count()
         .min(base);
     let head_end = line_end(src, guards.acquire_check_end(f, a) as usize);
-    let head: Vec<String> = src[head_start..head_end].lines().map(|l| dedent(l, base).to_string()).collect();
+    let head: Vec<String> = src[head_start..head_end]
+        .lines()
+        .map(|l| dedent(l, base).to_string())
+        .collect();
     let release_text = cx.text(f.stmts[release.stmt].span).trim().to_string();
     let releases: Vec<&Release> = guards.region_releases(region).collect();
 
@@ -328,7 +361,10 @@ fn rewrite(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rel
     if let Some(try_id) = releases.iter().find_map(|r| r.context.in_finally) {
         if let Some(moved) = move_into_try(cx, region, try_id, head_end, &head, base, &unit) {
             return Suggestion {
-                title: format!("Start the `try` right after the acquire so {} covers every statement", code(&release_text)),
+                title: format!(
+                    "Start the `try` right after the acquire so {} covers every statement",
+                    code(&release_text)
+                ),
                 code: moved,
             };
         }
@@ -381,7 +417,10 @@ fn rewrite(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rel
             lines.push("} finally {".into());
             lines.push(format!("{unit}{release_text}"));
             lines.push("}".into());
-            (format!("Release in a `finally`: {}", code(&release_text)), lines)
+            (
+                format!("Release in a `finally`: {}", code(&release_text)),
+                lines,
+            )
         }
         Family::Python => {
             let plain_lock = a.guard.kind == GuardKind::Lock
@@ -404,7 +443,10 @@ fn rewrite(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rel
                 }
                 lines.push("finally:".into());
                 lines.push(format!("{unit}{release_text}"));
-                (format!("Release in a `finally`: {}", code(&release_text)), lines)
+                (
+                    format!("Release in a `finally`: {}", code(&release_text)),
+                    lines,
+                )
             }
         }
     };
@@ -431,10 +473,7 @@ fn move_into_try(
 ) -> Option<String> {
     let f = cx.func;
     let src = cx.src;
-    let try_ctx = f
-        .ctxs
-        .iter()
-        .find(|c| c.kind == CtxKind::Try { try_id })?;
+    let try_ctx = f.ctxs.iter().find(|c| c.kind == CtxKind::Try { try_id })?;
     let try_end = f
         .ctxs
         .iter()
@@ -444,12 +483,23 @@ fn move_into_try(
     // The `try` keyword: the last one before the body.
     let kw = src[..try_ctx.span.start as usize].rfind("try")?;
     let try_line = line_start(src, kw);
-    if try_line <= head_end || region.leaks.iter().all(|l| (l.span.start as usize) >= try_line) {
+    if try_line <= head_end
+        || region
+            .leaks
+            .iter()
+            .all(|l| (l.span.start as usize) >= try_line)
+    {
         return None;
     }
     let gap: Vec<String> = src[(head_end + 1).min(try_line)..try_line]
         .lines()
-        .map(|l| if l.trim().is_empty() { String::new() } else { format!("{unit}{}", dedent(l, base)) })
+        .map(|l| {
+            if l.trim().is_empty() {
+                String::new()
+            } else {
+                format!("{unit}{}", dedent(l, base))
+            }
+        })
         .collect();
     let try_text = &src[try_line..line_end(src, try_end)];
     let mut try_lines = try_text.lines();
@@ -463,7 +513,9 @@ fn move_into_try(
     lines.extend(gap);
     lines.extend(try_lines.map(|l| dedent(l, base).to_string()));
     let hash = suggest::comment(cx.family());
-    let mut out = vec![format!("{hash} nothing may run between the acquire and the `try` that releases it")];
+    let mut out = vec![format!(
+        "{hash} nothing may run between the acquire and the `try` that releases it"
+    )];
     out.extend(lines);
     Some(out.join("\n"))
 }

@@ -50,7 +50,11 @@ impl super::Rule for Rule {
         let lx = Locks { cx, ops: &ops };
         for op in &ops {
             match op.op {
-                RedisOpKind::Set { nx: true, expiry: false } | RedisOpKind::SetNx { .. } => {
+                RedisOpKind::Set {
+                    nx: true,
+                    expiry: false,
+                }
+                | RedisOpKind::SetNx { .. } => {
                     if let Some(f) = lx.no_expiry(op) {
                         out.push(f);
                     }
@@ -106,8 +110,10 @@ impl Locks<'_> {
     /// The NX acquire of `key` in this function, if any.
     fn nx_acquire(&self, key: &str) -> Option<&RedisOp> {
         self.ops.iter().find(|o| {
-            matches!(o.op, RedisOpKind::Set { nx: true, .. } | RedisOpKind::SetNx { .. })
-                && self.key_of(o).as_deref() == Some(key)
+            matches!(
+                o.op,
+                RedisOpKind::Set { nx: true, .. } | RedisOpKind::SetNx { .. }
+            ) && self.key_of(o).as_deref() == Some(key)
         })
     }
 
@@ -120,7 +126,9 @@ impl Locks<'_> {
         if cat.is_lock_name(self.cx.expr_text(key)) {
             return true;
         }
-        let Expr::Ident(name) = f.expr(key) else { return false };
+        let Expr::Ident(name) = f.expr(key) else {
+            return false;
+        };
         f.exprs.iter().any(|e| match e {
             Expr::Assign { target, value, .. } => {
                 matches!(f.expr(*target), Expr::Ident(n) if n == name)
@@ -161,24 +169,31 @@ impl Locks<'_> {
         let Some(v) = value else { return true };
         let f = self.cx.func;
         let text = self.cx.expr_text(v);
-        matches!(f.expr(v), Expr::Str(_) | Expr::Num(_) | Expr::Bool(_) | Expr::Null)
-            || text.contains("process.pid")
+        matches!(
+            f.expr(v),
+            Expr::Str(_) | Expr::Num(_) | Expr::Bool(_) | Expr::Null
+        ) || text.contains("process.pid")
             || text.contains("getpid")
             || text.contains("hostname")
     }
 
     fn confidence(&self, key: ExprId, key_text: &str) -> Confidence {
         let f = self.cx.func;
-        let deleted = self.ops.iter().any(|o| {
-            o.op == RedisOpKind::Del && o.keys.iter().any(|k| self.norm(*k) == key_text)
-        });
+        let deleted = self
+            .ops
+            .iter()
+            .any(|o| o.op == RedisOpKind::Del && o.keys.iter().any(|k| self.norm(*k) == key_text));
         // Released by a script (`eval(RELEASE_LOCK, 1, key, token)`).
         let scripted = f.exprs.iter().any(|e| match e {
             Expr::Call { callee, args } => {
-                matches!(f.callee_name(*callee), Some("eval" | "evalsha" | "evalSha" | "fcall"))
-                    && args.iter().any(|a| {
-                        f.descendants(a.value).iter().any(|d| self.norm(*d) == key_text)
-                    })
+                matches!(
+                    f.callee_name(*callee),
+                    Some("eval" | "evalsha" | "evalSha" | "fcall")
+                ) && args.iter().any(|a| {
+                    f.descendants(a.value)
+                        .iter()
+                        .any(|d| self.norm(*d) == key_text)
+                })
             }
             _ => false,
         });
@@ -198,12 +213,16 @@ impl Locks<'_> {
         let set_text = code(cx.expr_text(op.call));
         let key_code = code(&key_text);
         let expire = self.ops.iter().find(|o| {
-            o.op == RedisOpKind::Expire && o.stmt >= op.stmt && o.call != op.call && self.key_of(o).as_deref() == Some(&key_text)
+            o.op == RedisOpKind::Expire
+                && o.stmt >= op.stmt
+                && o.call != op.call
+                && self.key_of(o).as_deref() == Some(&key_text)
         });
         let confidence = self.confidence(key, &key_text);
         let suggestion = self.acquire_rewrite(op);
         if let Some(exp) = expire {
-            let same_batch = exp.receiver.starts_with(&op.receiver) || op.receiver.starts_with(&exp.receiver);
+            let same_batch =
+                exp.receiver.starts_with(&op.receiver) || op.receiver.starts_with(&exp.receiver);
             if op.in_transaction && exp.in_transaction && same_batch {
                 return None; // one MULTI/pipeline: no crash window
             }
@@ -276,7 +295,10 @@ impl Locks<'_> {
             ),
         };
         let related = match (compared, acquire) {
-            (Some(get), _) => vec![(f.span(get.call), format!("{key_code} read here; the compare and the DEL are separate commands"))],
+            (Some(get), _) => vec![(
+                f.span(get.call),
+                format!("{key_code} read here; the compare and the DEL are separate commands"),
+            )],
             (None, Some(a)) => vec![(f.span(a.call), format!("{key_code} taken here"))],
             (None, None) => Vec::new(),
         };
@@ -302,35 +324,62 @@ impl Locks<'_> {
     fn compared_get(&self, del: &RedisOp, key_text: &str) -> Option<(&RedisOp, bool)> {
         let f = self.cx.func;
         let get = self.ops.iter().find(|o| {
-            o.op == RedisOpKind::Get && o.stmt <= del.stmt && self.key_of(o).as_deref() == Some(key_text)
+            o.op == RedisOpKind::Get
+                && o.stmt <= del.stmt
+                && self.key_of(o).as_deref() == Some(key_text)
         })?;
         let bound: Vec<&str> = f
             .exprs
             .iter()
             .filter_map(|e| match e {
-                Expr::Assign { target, value, .. } if f.unwrap_await(*value) == get.call => match f.expr(*target) {
-                    Expr::Ident(n) => Some(&**n),
-                    _ => None,
-                },
+                Expr::Assign { target, value, .. } if f.unwrap_await(*value) == get.call => {
+                    match f.expr(*target) {
+                        Expr::Ident(n) => Some(&**n),
+                        _ => None,
+                    }
+                }
                 _ => None,
             })
             .collect();
         let del_ctx = f.stmts[del.stmt].ctx;
         let mentions = |d: &ExprId| {
-            f.unwrap_await(*d) == get.call || matches!(f.expr(*d), Expr::Ident(n) if bound.contains(&&**n))
+            f.unwrap_await(*d) == get.call
+                || matches!(f.expr(*d), Expr::Ident(n) if bound.contains(&&**n))
         };
         // A condition on the path to the DEL: around it, or an early exit
         // (`if (current !== token) return`) before it.
-        let test = f.stmts[get.stmt..=del.stmt].iter().find_map(|s| match s.kind {
-            StmtKind::Test(t) if f.in_ctx(del_ctx, s.ctx) && f.descendants(t).iter().any(mentions) => Some(t),
-            _ => None,
-        })?;
+        let test = f.stmts[get.stmt..=del.stmt]
+            .iter()
+            .find_map(|s| match s.kind {
+                StmtKind::Test(t)
+                    if f.in_ctx(del_ctx, s.ctx) && f.descendants(t).iter().any(mentions) =>
+                {
+                    Some(t)
+                }
+                _ => None,
+            })?;
         let owner = f.descendants(test).iter().any(|d| match f.expr(*d) {
             Expr::Binary { op, left, right } if matches!(&**op, "==" | "===" | "!=" | "!==") => {
-                let other = if f.descendants(*left).iter().any(mentions) { *right } else { *left };
+                let other = if f.descendants(*left).iter().any(mentions) {
+                    *right
+                } else {
+                    *left
+                };
                 let text = self.cx.expr_text(other);
                 crate::analysis::guards::name_tokens(text).iter().any(|t| {
-                    matches!(t.as_str(), "token" | "owner" | "holder" | "lock" | "nonce" | "uuid" | "worker" | "instance" | "value" | "id")
+                    matches!(
+                        t.as_str(),
+                        "token"
+                            | "owner"
+                            | "holder"
+                            | "lock"
+                            | "nonce"
+                            | "uuid"
+                            | "worker"
+                            | "instance"
+                            | "value"
+                            | "id"
+                    )
                 })
             }
             _ => false,
@@ -346,7 +395,9 @@ impl Locks<'_> {
         let family = cx.family();
         let hash = suggest::comment(family);
         let recv = &op.receiver;
-        let key = op.key.map_or("key".to_string(), |k| cx.expr_text(k).to_string());
+        let key = op
+            .key
+            .map_or("key".to_string(), |k| cx.expr_text(k).to_string());
         let aw = if self.awaited(op.call) { "await " } else { "" };
         let (token, token_line) = self.token(op.value);
         let ttl = op.ttl.map(|t| cx.expr_text(t).to_string());
@@ -360,12 +411,16 @@ impl Locks<'_> {
                 if self.node_redis() {
                     lines.push(format!("const acquired = {aw}{recv}.set({key}, {token}, {{ NX: true, PX: {ttl} }});"));
                 } else {
-                    lines.push(format!("const acquired = {aw}{recv}.set({key}, {token}, 'PX', {ttl}, 'NX');"));
+                    lines.push(format!(
+                        "const acquired = {aw}{recv}.set({key}, {token}, 'PX', {ttl}, 'NX');"
+                    ));
                 }
             }
             Family::Python => {
                 let ttl = ttl.unwrap_or_else(|| "30_000".into());
-                lines.push(format!("acquired = {aw}{recv}.set({key}, {token}, nx=True, px={ttl})"));
+                lines.push(format!(
+                    "acquired = {aw}{recv}.set({key}, {token}, nx=True, px={ttl})"
+                ));
                 lines.push(format!(
                     "{hash} or let redis-py do it: lock = {recv}.lock({key}, timeout=30); lock.acquire(blocking=False)"
                 ));
@@ -388,7 +443,10 @@ impl Locks<'_> {
             return (cx.expr_text(value.expect("non-constant")).to_string(), None);
         }
         match cx.family() {
-            Family::Js => ("token".into(), Some("const token = crypto.randomUUID();".into())),
+            Family::Js => (
+                "token".into(),
+                Some("const token = crypto.randomUUID();".into()),
+            ),
             Family::Python => ("token".into(), Some("token = secrets.token_hex(16)".into())),
         }
     }
@@ -409,7 +467,9 @@ impl Locks<'_> {
             Family::Js => {
                 lines.push(format!("const RELEASE_LOCK = '{RELEASE_SCRIPT}';"));
                 if self.node_redis() {
-                    format!("{recv}.eval(RELEASE_LOCK, {{ keys: [{key_src}], arguments: [{token}] }})")
+                    format!(
+                        "{recv}.eval(RELEASE_LOCK, {{ keys: [{key_src}], arguments: [{token}] }})"
+                    )
                 } else {
                     format!("{recv}.eval(RELEASE_LOCK, 1, {key_src}, {token})")
                 }
@@ -443,7 +503,10 @@ impl Locks<'_> {
             ));
         }
         Suggestion {
-            title: format!("Release {} with a compare-and-delete script", code(&key_src)),
+            title: format!(
+                "Release {} with a compare-and-delete script",
+                code(&key_src)
+            ),
             code: lines.join("\n"),
         }
     }
