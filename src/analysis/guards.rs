@@ -394,7 +394,8 @@ struct Facts<'a> {
     tries: HashMap<u32, TryInfo>,
     /// React `useState`/`useReducer` setters of the file (`setLoading`): they
     /// schedule a render and do not throw.
-    setters: HashSet<String>,
+    /// Computed on first use: it reads the whole file.
+    setters: std::cell::OnceCell<HashSet<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -461,7 +462,7 @@ impl<'a> Facts<'a> {
         Facts {
             file,
             f,
-            setters: state_setters(file, src),
+            setters: std::cell::OnceCell::new(),
             src,
             cat: locks(),
             family,
@@ -469,6 +470,12 @@ impl<'a> Facts<'a> {
             globals,
             tries,
         }
+    }
+
+    fn is_setter(&self, name: &str) -> bool {
+        self.setters
+            .get_or_init(|| state_setters(self.file, self.src))
+            .contains(name)
     }
 
     fn text(&self, id: ExprId) -> &'a str {
@@ -712,15 +719,13 @@ impl FunctionGuards {
     /// Analyses one function of a lowered file.
     pub fn analyse(file: &FileModel, f: &Function, src: &str) -> FunctionGuards {
         let mut out = FunctionGuards::default();
-        if !may_have_guards(f) {
-            out.scoped_callback(file, f, src);
-            return out;
-        }
         let facts = Facts::new(file, f, src);
-        out.collect(&facts);
         out.scoped_with(&facts);
         out.scoped_callback(file, f, src);
-        out.pair(&facts);
+        if may_have_guards(f) {
+            out.collect(&facts);
+            out.pair(&facts);
+        }
         out
     }
 
@@ -1237,6 +1242,9 @@ fn is_lock_expr(fx: &Facts, item: ExprId) -> bool {
 /// new PQueue({ concurrency: 1 })`, anywhere in the file.
 fn limiter_call(file: &FileModel, parent: &Function, callee: ExprId, src: &str) -> bool {
     let cat = locks();
+    if !cat.locks.limiters.iter().any(|l| src.contains(l.as_str())) {
+        return false;
+    }
     let (name, is_method) = match parent.expr(callee) {
         Expr::Ident(n) => (n.to_string(), false),
         Expr::Member { object, property } if has(&cat.locks.limiter_calls, property) => {
@@ -1752,6 +1760,15 @@ impl FunctionGuards {
             {
                 continue;
             }
+            // Released only by error handlers: on success the guard is meant
+            // to stay held (`isTransactionActive = true` ... `catch { = false;
+            // throw }`), and its normal release lives in another function.
+            if releases
+                .iter()
+                .all(|ri| self.releases[*ri].context.in_catch.is_some())
+            {
+                continue;
+            }
             let end = releases
                 .iter()
                 .map(|r| self.releases[*r].stmt)
@@ -2168,7 +2185,7 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
     for id in f.descendants(root) {
         match f.expr(id) {
             Expr::Await(_) => consider(RaiseKind::Await, f.span(id)),
-            Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(n) if fx.setters.contains(&**n)) =>
+            Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(n) if fx.is_setter(n)) =>
                 {}
             Expr::Call { callee, .. } | Expr::New { callee, .. } => {
                 let path = f.path(*callee);
@@ -2274,6 +2291,82 @@ impl FunctionGuards {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lang::{lower, Parsers};
+    use crate::model::Language;
+
+    fn model(src: &str, language: Language) -> FileModel {
+        let mut parsers = Parsers::default();
+        let tree = parsers.parser(language).parse(src, None).expect("parses");
+        lower(&tree, src.as_bytes(), language)
+    }
+
+    /// Whether the statement whose text starts with `stmt` holds a guard.
+    fn held(src: &str, language: Language, func: &str, stmt: &str) -> bool {
+        let file = model(src, language);
+        let f = file
+            .functions
+            .iter()
+            .find(|f| &*f.name == func)
+            .expect("function exists");
+        let guards = FunctionGuards::analyse(&file, f, src);
+        let k = f
+            .stmts
+            .iter()
+            .rposition(|s| src[s.span.range()].trim_start().starts_with(stmt))
+            .expect("statement exists");
+        guards.held_at(f, k).is_some()
+    }
+
+    #[test]
+    fn held_across_awaits() {
+        let js = r#"
+const inFlight = new Set();
+async function sync(id) {
+  await before(id);
+  inFlight.add(id);
+  await during(id);
+  inFlight.delete(id);
+  await after(id);
+}
+class Ledger {
+  async append(x) {
+    const release = await this.mutex.acquire();
+    try { await write(x); } finally { release(); }
+    await notify(x);
+  }
+  async exclusive(x) {
+    await this.mutex.runExclusive(async () => { await inside(x); });
+  }
+  async open(x) {
+    await this.mutex.acquire();
+    await heldElsewhere(x);
+  }
+}
+"#;
+        let l = Language::JavaScript;
+        assert!(!held(js, l, "sync", "await before"));
+        assert!(held(js, l, "sync", "await during"));
+        assert!(!held(js, l, "sync", "await after"));
+        assert!(held(js, l, "Ledger.append", "await write"));
+        assert!(!held(js, l, "Ledger.append", "await notify"));
+        assert!(held(
+            js,
+            l,
+            "Ledger.this.mutex.runExclusive callback",
+            "await inside"
+        ));
+        assert!(held(js, l, "Ledger.open", "await heldElsewhere"));
+
+        let py = r#"
+class Worker:
+    async def run(self, x):
+        async with self._lock:
+            await inside(x)
+        await outside(x)
+"#;
+        assert!(held(py, Language::Python, "Worker.run", "await inside"));
+        assert!(!held(py, Language::Python, "Worker.run", "await outside"));
+    }
 
     #[test]
     fn catalog_parses() {

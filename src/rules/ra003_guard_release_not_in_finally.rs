@@ -43,10 +43,10 @@ impl super::Rule for Rule {
         if cx.is_module() && cx.func.stmts.is_empty() {
             return;
         }
-        if in_test_code(cx.file, cx.func) {
+        let guards = FunctionGuards::analyse(cx.file, cx.func, cx.src);
+        if guards.regions.iter().all(|r| r.leaks.is_empty()) || in_test_code(cx.file, cx.func) {
             return;
         }
-        let guards = FunctionGuards::analyse(cx.file, cx.func, cx.src);
         let mut reported = HashSet::new();
         for region in &guards.regions {
             if region.leaks.is_empty() {
@@ -491,7 +491,7 @@ fn move_into_try(
     {
         return None;
     }
-    let gap: Vec<String> = src[(head_end + 1).min(try_line)..try_line]
+    let mut gap: Vec<String> = src[(head_end + 1).min(try_line)..try_line]
         .lines()
         .map(|l| {
             if l.trim().is_empty() {
@@ -501,6 +501,16 @@ fn move_into_try(
             }
         })
         .collect();
+    while gap.first().is_some_and(|l| l.is_empty()) {
+        gap.remove(0);
+    }
+    while gap.last().is_some_and(|l| l.is_empty()) {
+        gap.pop();
+    }
+    let declares = gap.iter().any(|l| {
+        let l = l.trim_start();
+        ["const ", "let ", "var "].iter().any(|k| l.starts_with(k))
+    });
     let try_text = &src[try_line..line_end(src, try_end)];
     let mut try_lines = try_text.lines();
     let first = try_lines.next()?;
@@ -516,6 +526,11 @@ fn move_into_try(
     let mut out = vec![format!(
         "{hash} nothing may run between the acquire and the `try` that releases it"
     )];
+    if declares {
+        out.push(format!(
+            "{hash} (declare above the `try` with `let` any variable its catch/finally reads)"
+        ));
+    }
     out.extend(lines);
     Some(out.join("\n"))
 }
