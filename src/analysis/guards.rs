@@ -274,6 +274,8 @@ pub struct Acquire {
     /// A condition before the acquire reads the guarded place (`if
     /// (inFlight.has(id)) return`, `if self._running: return`).
     pub checked: bool,
+    /// A flag nothing in the file tests: it may be a status, not a guard.
+    pub untested: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -863,6 +865,7 @@ impl FunctionGuards {
                         helper: false,
                         awaited: false,
                         checked: false,
+                        untested: false,
                     });
                 } else {
                     self.push_release(fx, k, id, guard, vec![]);
@@ -898,6 +901,7 @@ impl FunctionGuards {
                                 helper: false,
                                 awaited: false,
                                 checked: false,
+                                untested: false,
                             });
                         }
                     }
@@ -914,6 +918,7 @@ impl FunctionGuards {
                         helper: false,
                         awaited: false,
                         checked: false,
+                        untested: false,
                     }),
                 }
             }
@@ -969,6 +974,7 @@ impl FunctionGuards {
             helper,
             awaited,
             checked: false,
+            untested: false,
         };
         // A bare call of a bound release function, or of a helper.
         if let Some(name) = bare_call(f, id) {
@@ -1705,6 +1711,7 @@ impl FunctionGuards {
             self.acquires[i].checked = checked;
         }
         let mut regions = Vec::new();
+        let mut untested = Vec::new();
         for (ai, a) in self.acquires.iter().enumerate() {
             // Releases up to the next acquire of the same guard.
             let next = self.acquires[ai + 1..]
@@ -1731,6 +1738,17 @@ impl FunctionGuards {
                     }
                 };
                 let Some(c) = reach else { continue };
+                // The model has one context for a whole `switch` body: an
+                // acquire and a release in it may sit in different `case`s
+                // (`case 'created': set.add(k)` / `case 'destroyed':
+                // set.delete(k)`), so such pairs are not analysed.
+                if f.ctx_chain(fx.stmt_ctx(r.stmt))
+                    .take_while(|(id, _)| *id != c)
+                    .any(|(_, x)| x.kind == CtxKind::Switch)
+                    || (matches!(fx.ctx_kind(c), CtxKind::Switch))
+                {
+                    continue;
+                }
                 releases.push(ri);
                 scope = Some(match scope {
                     Some(s) if f.in_ctx(s, c) => c,
@@ -1743,6 +1761,12 @@ impl FunctionGuards {
             let Some(scope) = scope else { continue };
             if a.guard.kind == GuardKind::Flag && a.guard.key.is_none() && !flag_is_guard(fx, a) {
                 continue;
+            }
+            if a.guard.kind == GuardKind::Flag
+                && !a.checked
+                && !tested_in_file(fx.file, a.guard.place.rsplit('.').next().unwrap_or(""))
+            {
+                untested.push(ai);
             }
             // A Set/Map entry removed only on some paths and never checked is
             // data being stored (`storage.set(k, v)` ... `if (done)
@@ -1785,6 +1809,9 @@ impl FunctionGuards {
             regions.push(region);
         }
         self.regions = regions;
+        for ai in untested {
+            self.acquires[ai].untested = true;
+        }
     }
 
     /// Every way out of the region that does not pass a release.
@@ -1797,6 +1824,10 @@ impl FunctionGuards {
             .map(|r| self.releases[*r].stmt)
             .collect();
         let mut leaks = Vec::new();
+        let has_finally_release = region
+            .releases
+            .iter()
+            .any(|ri| self.releases[*ri].context.in_finally.is_some());
         for k in a.stmt + 1..=region.end {
             if release_stmts.contains(&k) {
                 continue;
@@ -1818,8 +1849,13 @@ impl FunctionGuards {
                 }
                 continue;
             }
-            let Some((kind, span)) = stmt_raise(fx, k) else {
-                continue;
+            // Any statement between counts (risk medium when it cannot
+            // obviously throw), except before a `try` whose `finally` releases:
+            // there only code that can throw is a gap.
+            let (kind, span) = match stmt_raise(fx, k) {
+                Some(r) => r,
+                None if !has_finally_release => (RaiseKind::Weak, s.span),
+                None => continue,
             };
             // Inside a handler the error path is already being handled: only
             // its own `throw` leaves (a failing log call there is not a leak).
@@ -2060,7 +2096,7 @@ fn in_handler(fx: &Facts, ctx: CtxId, scope: CtxId) -> bool {
 /// before setting it, or its name says "in progress".
 fn flag_is_guard(fx: &Facts, a: &Acquire) -> bool {
     let name = a.guard.place.rsplit('.').next().unwrap_or(&a.guard.place);
-    a.checked || (fx.cat.is_flag_name(name) && tested_in_file(fx.file, name))
+    a.checked || fx.cat.is_flag_name(name)
 }
 
 /// Some condition in the file reads a property or variable called `name`:

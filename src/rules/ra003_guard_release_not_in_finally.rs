@@ -221,7 +221,9 @@ fn report(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rele
         )
     });
     let risk = if strong { Risk::High } else { Risk::Medium };
-    let confidence = if a.helper || (a.guard.kind == GuardKind::Flag && !a.checked) {
+    let confidence = if a.untested {
+        Confidence::Low
+    } else if a.helper || (a.guard.kind == GuardKind::Flag && !a.checked) {
         Confidence::Medium
     } else {
         Confidence::High
