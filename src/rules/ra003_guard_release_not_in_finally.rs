@@ -392,10 +392,16 @@ fn rewrite(
     removed.sort_by_key(|s| s.start);
     let mut body = String::new();
     let mut at = body_start;
+    let comment = suggest::comment(family);
     for s in &removed {
         body.push_str(&src[at..s.start as usize]);
         body.push('\u{0}');
         at = s.end as usize;
+        // A comment trailing the removed release goes with it.
+        let rest = &src[at..line_end(src, at)];
+        if rest.trim_start().starts_with(comment) {
+            at += rest.len();
+        }
     }
     body.push_str(&src[at.min(body_end)..body_end]);
     let body_lines: Vec<String> = body
