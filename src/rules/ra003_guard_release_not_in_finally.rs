@@ -292,8 +292,13 @@ fn indent_unit(cx: &Context) -> String {
 
 /// Strips `base` columns of indentation from a line (only whitespace).
 fn dedent(line: &str, base: usize) -> &str {
-    let ws = line.len() - line.trim_start().len();
-    &line[ws.min(base)..]
+    let cut = line
+        .char_indices()
+        .take(base)
+        .take_while(|(_, c)| c.is_whitespace())
+        .last()
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    &line[cut..]
 }
 
 /// The end of the statement, at the region's scope, that holds `release`.
