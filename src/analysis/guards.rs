@@ -15,6 +15,17 @@
 //! is followed up the context tree (try / catch / finally) to see whether the
 //! guard is released on that path. Which API call means which effect is data:
 //! `rules/catalog/locks.toml`, loaded by [`LockCatalog`].
+//!
+//! Use from a rule:
+//! ```ignore
+//! let guards = FunctionGuards::analyse(cx.file, cx.func, cx.src);
+//! // RA003: regions whose leaks are not empty.
+//! for region in &guards.regions { /* region.leaks, guards.region_releases(region) */ }
+//! // RA004: is a guard held at the statement holding this await?
+//! if guards.held_at(cx.func, stmt_index).is_some() { /* not a hazard */ }
+//! // RA006: the redis commands of the function.
+//! let ops = redis_ops(cx.file, cx.func, cx.src);
+//! ```
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -1203,7 +1214,7 @@ fn ident(f: &Function, id: ExprId) -> Option<String> {
     }
 }
 
-/// The key of a container operation, which must be a value, not a callback.
+/// The key of a container operation: its first positional argument.
 fn first_key_exact(fx: &Facts, pos: &[ExprId]) -> Option<String> {
     pos.first().map(|a| fx.norm(*a))
 }
@@ -1251,17 +1262,16 @@ fn limiter_call(file: &FileModel, parent: &Function, callee: ExprId, src: &str) 
     if !cat.locks.limiters.iter().any(|l| src.contains(l.as_str())) {
         return false;
     }
-    let (name, is_method) = match parent.expr(callee) {
-        Expr::Ident(n) => (n.to_string(), false),
+    let name = match parent.expr(callee) {
+        Expr::Ident(n) => n.to_string(),
         Expr::Member { object, property } if has(&cat.locks.limiter_calls, property) => {
             match parent.expr(*object) {
-                Expr::Ident(n) | Expr::Member { property: n, .. } => (n.to_string(), true),
+                Expr::Ident(n) | Expr::Member { property: n, .. } => n.to_string(),
                 _ => return false,
             }
         }
         _ => return false,
     };
-    let _ = is_method;
     file.functions.iter().any(|g| {
         g.exprs.iter().any(|e| {
             let Expr::Assign { target, value, .. } = e else {
@@ -2392,6 +2402,25 @@ class Ledger {
             "await inside"
         ));
         assert!(held(js, l, "Ledger.open", "await heldElsewhere"));
+
+        let limited = r#"
+const limit = pLimit(1);
+async function enqueue(x) {
+  await limit(async () => { await underLimit(x); });
+}
+"#;
+        assert!(held(limited, l, "limit callback", "await underLimit"));
+
+        let ts = r#"
+async function importBatch(locks, id) {
+  await before(id);
+  await using lock = await locks.acquire(`import:${id}`);
+  await inside(id);
+}
+"#;
+        let t = Language::TypeScript;
+        assert!(!held(ts, t, "importBatch", "await before"));
+        assert!(held(ts, t, "importBatch", "await inside"));
 
         let py = r#"
 class Worker:
