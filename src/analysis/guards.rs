@@ -15,6 +15,17 @@
 //! is followed up the context tree (try / catch / finally) to see whether the
 //! guard is released on that path. Which API call means which effect is data:
 //! `rules/catalog/locks.toml`, loaded by [`LockCatalog`].
+//!
+//! Use from a rule:
+//! ```ignore
+//! let guards = FunctionGuards::analyse(cx.file, cx.func, cx.src);
+//! // RA003: regions whose leaks are not empty.
+//! for region in &guards.regions { /* region.leaks, guards.region_releases(region) */ }
+//! // RA004: is a guard held at the statement holding this await?
+//! if guards.held_at(cx.func, stmt_index).is_some() { /* not a hazard */ }
+//! // RA006: the redis commands of the function.
+//! let ops = redis_ops(cx.file, cx.func, cx.src);
+//! ```
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -274,6 +285,8 @@ pub struct Acquire {
     /// A condition before the acquire reads the guarded place (`if
     /// (inFlight.has(id)) return`, `if self._running: return`).
     pub checked: bool,
+    /// A flag nothing in the file tests: it may be a status, not a guard.
+    pub untested: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -394,7 +407,8 @@ struct Facts<'a> {
     tries: HashMap<u32, TryInfo>,
     /// React `useState`/`useReducer` setters of the file (`setLoading`): they
     /// schedule a render and do not throw.
-    setters: HashSet<String>,
+    /// Computed on first use: it reads the whole file.
+    setters: std::cell::OnceCell<HashSet<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -461,7 +475,7 @@ impl<'a> Facts<'a> {
         Facts {
             file,
             f,
-            setters: state_setters(file, src),
+            setters: std::cell::OnceCell::new(),
             src,
             cat: locks(),
             family,
@@ -469,6 +483,12 @@ impl<'a> Facts<'a> {
             globals,
             tries,
         }
+    }
+
+    fn is_setter(&self, name: &str) -> bool {
+        self.setters
+            .get_or_init(|| state_setters(self.file, self.src))
+            .contains(name)
     }
 
     fn text(&self, id: ExprId) -> &'a str {
@@ -712,15 +732,13 @@ impl FunctionGuards {
     /// Analyses one function of a lowered file.
     pub fn analyse(file: &FileModel, f: &Function, src: &str) -> FunctionGuards {
         let mut out = FunctionGuards::default();
-        if !may_have_guards(f) {
-            out.scoped_callback(file, f, src);
-            return out;
-        }
         let facts = Facts::new(file, f, src);
-        out.collect(&facts);
         out.scoped_with(&facts);
         out.scoped_callback(file, f, src);
-        out.pair(&facts);
+        if may_have_guards(f) {
+            out.collect(&facts);
+            out.pair(&facts);
+        }
         out
     }
 
@@ -858,6 +876,7 @@ impl FunctionGuards {
                         helper: false,
                         awaited: false,
                         checked: false,
+                        untested: false,
                     });
                 } else {
                     self.push_release(fx, k, id, guard, vec![]);
@@ -893,6 +912,7 @@ impl FunctionGuards {
                                 helper: false,
                                 awaited: false,
                                 checked: false,
+                                untested: false,
                             });
                         }
                     }
@@ -909,6 +929,7 @@ impl FunctionGuards {
                         helper: false,
                         awaited: false,
                         checked: false,
+                        untested: false,
                     }),
                 }
             }
@@ -964,6 +985,7 @@ impl FunctionGuards {
             helper,
             awaited,
             checked: false,
+            untested: false,
         };
         // A bare call of a bound release function, or of a helper.
         if let Some(name) = bare_call(f, id) {
@@ -1192,7 +1214,7 @@ fn ident(f: &Function, id: ExprId) -> Option<String> {
     }
 }
 
-/// The key of a container operation, which must be a value, not a callback.
+/// The key of a container operation: its first positional argument.
 fn first_key_exact(fx: &Facts, pos: &[ExprId]) -> Option<String> {
     pos.first().map(|a| fx.norm(*a))
 }
@@ -1237,17 +1259,19 @@ fn is_lock_expr(fx: &Facts, item: ExprId) -> bool {
 /// new PQueue({ concurrency: 1 })`, anywhere in the file.
 fn limiter_call(file: &FileModel, parent: &Function, callee: ExprId, src: &str) -> bool {
     let cat = locks();
-    let (name, is_method) = match parent.expr(callee) {
-        Expr::Ident(n) => (n.to_string(), false),
+    if !cat.locks.limiters.iter().any(|l| src.contains(l.as_str())) {
+        return false;
+    }
+    let name = match parent.expr(callee) {
+        Expr::Ident(n) => n.to_string(),
         Expr::Member { object, property } if has(&cat.locks.limiter_calls, property) => {
             match parent.expr(*object) {
-                Expr::Ident(n) | Expr::Member { property: n, .. } => (n.to_string(), true),
+                Expr::Ident(n) | Expr::Member { property: n, .. } => n.to_string(),
                 _ => return false,
             }
         }
         _ => return false,
     };
-    let _ = is_method;
     file.functions.iter().any(|g| {
         g.exprs.iter().any(|e| {
             let Expr::Assign { target, value, .. } = e else {
@@ -1697,6 +1721,7 @@ impl FunctionGuards {
             self.acquires[i].checked = checked;
         }
         let mut regions = Vec::new();
+        let mut untested = Vec::new();
         for (ai, a) in self.acquires.iter().enumerate() {
             // Releases up to the next acquire of the same guard.
             let next = self.acquires[ai + 1..]
@@ -1723,6 +1748,17 @@ impl FunctionGuards {
                     }
                 };
                 let Some(c) = reach else { continue };
+                // The model has one context for a whole `switch` body: an
+                // acquire and a release in it may sit in different `case`s
+                // (`case 'created': set.add(k)` / `case 'destroyed':
+                // set.delete(k)`), so such pairs are not analysed.
+                if f.ctx_chain(fx.stmt_ctx(r.stmt))
+                    .take_while(|(id, _)| *id != c)
+                    .any(|(_, x)| x.kind == CtxKind::Switch)
+                    || (matches!(fx.ctx_kind(c), CtxKind::Switch))
+                {
+                    continue;
+                }
                 releases.push(ri);
                 scope = Some(match scope {
                     Some(s) if f.in_ctx(s, c) => c,
@@ -1735,6 +1771,12 @@ impl FunctionGuards {
             let Some(scope) = scope else { continue };
             if a.guard.kind == GuardKind::Flag && a.guard.key.is_none() && !flag_is_guard(fx, a) {
                 continue;
+            }
+            if a.guard.kind == GuardKind::Flag
+                && !a.checked
+                && !tested_in_file(fx.file, a.guard.place.rsplit('.').next().unwrap_or(""))
+            {
+                untested.push(ai);
             }
             // A Set/Map entry removed only on some paths and never checked is
             // data being stored (`storage.set(k, v)` ... `if (done)
@@ -1749,6 +1791,15 @@ impl FunctionGuards {
                         || r.context.in_finally.is_some()
                         || r.context.in_catch.is_some()
                 })
+            {
+                continue;
+            }
+            // Released only by error handlers: on success the guard is meant
+            // to stay held (`isTransactionActive = true` ... `catch { = false;
+            // throw }`), and its normal release lives in another function.
+            if releases
+                .iter()
+                .all(|ri| self.releases[*ri].context.in_catch.is_some())
             {
                 continue;
             }
@@ -1768,6 +1819,9 @@ impl FunctionGuards {
             regions.push(region);
         }
         self.regions = regions;
+        for ai in untested {
+            self.acquires[ai].untested = true;
+        }
     }
 
     /// Every way out of the region that does not pass a release.
@@ -1780,6 +1834,10 @@ impl FunctionGuards {
             .map(|r| self.releases[*r].stmt)
             .collect();
         let mut leaks = Vec::new();
+        let has_finally_release = region
+            .releases
+            .iter()
+            .any(|ri| self.releases[*ri].context.in_finally.is_some());
         for k in a.stmt + 1..=region.end {
             if release_stmts.contains(&k) {
                 continue;
@@ -1801,8 +1859,13 @@ impl FunctionGuards {
                 }
                 continue;
             }
-            let Some((kind, span)) = stmt_raise(fx, k) else {
-                continue;
+            // Any statement between counts (risk medium when it cannot
+            // obviously throw), except before a `try` whose `finally` releases:
+            // there only code that can throw is a gap.
+            let (kind, span) = match stmt_raise(fx, k) {
+                Some(r) => r,
+                None if !has_finally_release => (RaiseKind::Weak, s.span),
+                None => continue,
             };
             // Inside a handler the error path is already being handled: only
             // its own `throw` leaves (a failing log call there is not a leak).
@@ -1894,16 +1957,15 @@ impl FunctionGuards {
             if id == region.scope {
                 break;
             }
-            match c.kind {
-                CtxKind::Try { try_id } | CtxKind::Catch { try_id, .. }
-                    if self.finally_releases(fx, region, try_id) =>
-                {
-                    return true;
+            let released = match c.kind {
+                CtxKind::Try { try_id } | CtxKind::Catch { try_id, .. } => {
+                    self.finally_releases(fx, region, try_id)
                 }
-                CtxKind::Finally { .. } if self.contains_release(fx, region, id) => {
-                    return true;
-                }
-                _ => {}
+                CtxKind::Finally { .. } => self.contains_release(fx, region, id),
+                _ => false,
+            };
+            if released {
+                return true;
             }
         }
         false
@@ -1999,9 +2061,12 @@ impl FunctionGuards {
                         }
                     }
                 }
+                // Raised inside a handler: only that try's `finally` helps.
                 CtxKind::Catch { try_id, .. } if self.finally_releases(fx, region, try_id) => {
                     return Outcome::Protected;
                 }
+                // Raised inside the `finally` that releases: the contract
+                // counts a release in `finally` as protected.
                 CtxKind::Finally { .. } if self.contains_release(fx, region, c) => {
                     return Outcome::Protected;
                 }
@@ -2041,7 +2106,7 @@ fn in_handler(fx: &Facts, ctx: CtxId, scope: CtxId) -> bool {
 /// before setting it, or its name says "in progress".
 fn flag_is_guard(fx: &Facts, a: &Acquire) -> bool {
     let name = a.guard.place.rsplit('.').next().unwrap_or(&a.guard.place);
-    a.checked || (fx.cat.is_flag_name(name) && tested_in_file(fx.file, name))
+    a.checked || fx.cat.is_flag_name(name)
 }
 
 /// Some condition in the file reads a property or variable called `name`:
@@ -2166,7 +2231,7 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
     for id in f.descendants(root) {
         match f.expr(id) {
             Expr::Await(_) => consider(RaiseKind::Await, f.span(id)),
-            Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(n) if fx.setters.contains(&**n)) =>
+            Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(n) if fx.is_setter(n)) =>
                 {}
             Expr::Call { callee, .. } | Expr::New { callee, .. } => {
                 let path = f.path(*callee);
@@ -2272,6 +2337,101 @@ impl FunctionGuards {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lang::{lower, Parsers};
+    use crate::model::Language;
+
+    fn model(src: &str, language: Language) -> FileModel {
+        let mut parsers = Parsers::default();
+        let tree = parsers.parser(language).parse(src, None).expect("parses");
+        lower(&tree, src, language)
+    }
+
+    /// Whether the statement whose text starts with `stmt` holds a guard.
+    fn held(src: &str, language: Language, func: &str, stmt: &str) -> bool {
+        let file = model(src, language);
+        let f = file
+            .functions
+            .iter()
+            .find(|f| &*f.name == func)
+            .expect("function exists");
+        let guards = FunctionGuards::analyse(&file, f, src);
+        let k = f
+            .stmts
+            .iter()
+            .rposition(|s| src[s.span.range()].trim_start().starts_with(stmt))
+            .expect("statement exists");
+        guards.held_at(f, k).is_some()
+    }
+
+    #[test]
+    fn held_across_awaits() {
+        let js = r#"
+const inFlight = new Set();
+async function sync(id) {
+  await before(id);
+  inFlight.add(id);
+  await during(id);
+  inFlight.delete(id);
+  await after(id);
+}
+class Ledger {
+  async append(x) {
+    const release = await this.mutex.acquire();
+    try { await write(x); } finally { release(); }
+    await notify(x);
+  }
+  async exclusive(x) {
+    await this.mutex.runExclusive(async () => { await inside(x); });
+  }
+  async open(x) {
+    await this.mutex.acquire();
+    await heldElsewhere(x);
+  }
+}
+"#;
+        let l = Language::JavaScript;
+        assert!(!held(js, l, "sync", "await before"));
+        assert!(held(js, l, "sync", "await during"));
+        assert!(!held(js, l, "sync", "await after"));
+        assert!(held(js, l, "Ledger.append", "await write"));
+        assert!(!held(js, l, "Ledger.append", "await notify"));
+        assert!(held(
+            js,
+            l,
+            "Ledger.this.mutex.runExclusive callback",
+            "await inside"
+        ));
+        assert!(held(js, l, "Ledger.open", "await heldElsewhere"));
+
+        let limited = r#"
+const limit = pLimit(1);
+async function enqueue(x) {
+  await limit(async () => { await underLimit(x); });
+}
+"#;
+        assert!(held(limited, l, "limit callback", "await underLimit"));
+
+        let ts = r#"
+async function importBatch(locks, id) {
+  await before(id);
+  await using lock = await locks.acquire(`import:${id}`);
+  await inside(id);
+}
+"#;
+        let t = Language::TypeScript;
+        assert!(!held(ts, t, "importBatch", "await before"));
+        assert!(held(ts, t, "importBatch", "await inside"));
+
+        let py = r#"
+class Worker:
+    async def run(self, x):
+        async with self._lock:
+            await inside(x)
+        await outside(x)
+"#;
+        assert!(held(py, Language::Python, "Worker.run", "await inside"));
+        assert!(!held(py, Language::Python, "Worker.run", "await outside"));
+    }
 
     #[test]
     fn catalog_parses() {

@@ -43,10 +43,10 @@ impl super::Rule for Rule {
         if cx.is_module() && cx.func.stmts.is_empty() {
             return;
         }
-        if in_test_code(cx.file, cx.func) {
+        let guards = FunctionGuards::analyse(cx.file, cx.func, cx.src);
+        if guards.regions.iter().all(|r| r.leaks.is_empty()) || in_test_code(cx.file, cx.func) {
             return;
         }
-        let guards = FunctionGuards::analyse(cx.file, cx.func, cx.src);
         let mut reported = HashSet::new();
         for region in &guards.regions {
             if region.leaks.is_empty() {
@@ -156,7 +156,7 @@ fn held_state(cx: &Context, a: &Acquire, release: &Release) -> String {
                 release.via.contains(b)
                     && !matches!(f.expr(release.expr), Expr::Call { callee, .. } if matches!(f.expr(*callee), Expr::Ident(_)))
             });
-            let what = if let Some(obj) = through {
+            if let Some(obj) = through {
                 format!(
                     "`{obj}` (from {}) is never released and every later caller waits on it",
                     code(cx.expr_text(f.unwrap_await(a.expr)))
@@ -170,8 +170,7 @@ fn held_state(cx: &Context, a: &Acquire, release: &Release) -> String {
                 format!("{place} keeps {key} locked and every later caller for it waits")
             } else {
                 format!("{place} is never released and every later caller waits on it")
-            };
-            what
+            }
         }
         GuardKind::RedisKey => {
             let ttl = redis_ops(cx.file, cx.func, cx.src)
@@ -222,7 +221,9 @@ fn report(cx: &Context, guards: &FunctionGuards, region: &Region, release: &Rele
         )
     });
     let risk = if strong { Risk::High } else { Risk::Medium };
-    let confidence = if a.helper || (a.guard.kind == GuardKind::Flag && !a.checked) {
+    let confidence = if a.untested {
+        Confidence::Low
+    } else if a.helper || (a.guard.kind == GuardKind::Flag && !a.checked) {
         Confidence::Medium
     } else {
         Confidence::High
@@ -291,8 +292,13 @@ fn indent_unit(cx: &Context) -> String {
 
 /// Strips `base` columns of indentation from a line (only whitespace).
 fn dedent(line: &str, base: usize) -> &str {
-    let ws = line.len() - line.trim_start().len();
-    &line[ws.min(base)..]
+    let cut = line
+        .char_indices()
+        .take(base)
+        .take_while(|(_, c)| c.is_whitespace())
+        .last()
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    &line[cut..]
 }
 
 /// The end of the statement, at the region's scope, that holds `release`.
@@ -391,10 +397,16 @@ fn rewrite(
     removed.sort_by_key(|s| s.start);
     let mut body = String::new();
     let mut at = body_start;
+    let comment = suggest::comment(family);
     for s in &removed {
         body.push_str(&src[at..s.start as usize]);
         body.push('\u{0}');
         at = s.end as usize;
+        // A comment trailing the removed release goes with it.
+        let rest = &src[at..line_end(src, at)];
+        if rest.trim_start().starts_with(comment) {
+            at += rest.len();
+        }
     }
     body.push_str(&src[at.min(body_end)..body_end]);
     let body_lines: Vec<String> = body
@@ -492,7 +504,7 @@ fn move_into_try(
     {
         return None;
     }
-    let gap: Vec<String> = src[(head_end + 1).min(try_line)..try_line]
+    let mut gap: Vec<String> = src[(head_end + 1).min(try_line)..try_line]
         .lines()
         .map(|l| {
             if l.trim().is_empty() {
@@ -502,6 +514,16 @@ fn move_into_try(
             }
         })
         .collect();
+    while gap.first().is_some_and(|l| l.is_empty()) {
+        gap.remove(0);
+    }
+    while gap.last().is_some_and(|l| l.is_empty()) {
+        gap.pop();
+    }
+    let declares = gap.iter().any(|l| {
+        let l = l.trim_start();
+        ["const ", "let ", "var "].iter().any(|k| l.starts_with(k))
+    });
     let try_text = &src[try_line..line_end(src, try_end)];
     let mut try_lines = try_text.lines();
     let first = try_lines.next()?;
@@ -517,6 +539,11 @@ fn move_into_try(
     let mut out = vec![format!(
         "{hash} nothing may run between the acquire and the `try` that releases it"
     )];
+    if declares {
+        out.push(format!(
+            "{hash} (declare above the `try` with `let` any variable its catch/finally reads)"
+        ));
+    }
     out.extend(lines);
     Some(out.join("\n"))
 }

@@ -141,8 +141,33 @@ impl Locks<'_> {
     /// The function itself releases a lock by name: `releaseLock(key)`,
     /// `unlock(name)`, `release_job_lock`.
     fn release_helper(&self) -> bool {
-        let name = self.cx.func.name.rsplit('.').next().unwrap_or("");
-        locks().is_release_helper(name)
+        let cat = locks();
+        let mut segments = self.cx.func.name.rsplit('.');
+        let name = segments.next().unwrap_or("");
+        if cat.is_release_helper(name) {
+            return true;
+        }
+        // `release()` / `unlock()` / `free()` of a lock class (`RedisLock`,
+        // `MutexService`).
+        let verb = crate::analysis::guards::name_tokens(name);
+        verb.first()
+            .is_some_and(|v| cat.names.release_tokens.contains(v))
+            && segments.any(|class| cat.is_lock_name(class))
+    }
+
+    /// The key is passed to an acquire helper in this function
+    /// (`await acquireLock(key)` ... `await redis.del(key)`).
+    fn helper_acquired(&self, key_text: &str) -> bool {
+        let f = self.cx.func;
+        let cat = locks();
+        f.exprs.iter().any(|e| match e {
+            Expr::Call { callee, args } => {
+                let name = f.callee_name(*callee).unwrap_or("");
+                (cat.is_acquire_helper(name) || cat.locks.acquire.iter().any(|a| a == name))
+                    && args.iter().any(|a| self.norm(a.value) == key_text)
+            }
+            _ => false,
+        })
     }
 
     fn awaited(&self, call: ExprId) -> bool {
@@ -264,6 +289,7 @@ impl Locks<'_> {
         let evidence = acquire.is_some()
             || self.lock_named(key)
             || self.release_helper()
+            || self.helper_acquired(&key_text)
             || compared.is_some_and(|(_, owner)| owner);
         if !evidence {
             return None;
