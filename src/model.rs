@@ -481,4 +481,40 @@ pub struct FileModel {
     pub module_vars: Vec<Box<str>>,
     /// Byte ranges tree-sitter could not parse.
     pub syntax_errors: Vec<Span>,
+    /// Facts about the whole file that analyses compute once, not once per
+    /// function (which is quadratic on a file with many functions).
+    pub memo: Memo,
+}
+
+/// A per-file cache of analysis results, one slot per type and key. A file is
+/// lowered and analysed on one thread, so a `RefCell` suffices.
+#[derive(Default)]
+pub struct Memo {
+    slots: std::cell::RefCell<Vec<(std::any::TypeId, u32, std::rc::Rc<dyn std::any::Any>)>>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Memo({} slots)", self.slots.borrow().len())
+    }
+}
+
+impl Memo {
+    /// The value cached for `(T, key)`, computing it with `init` the first
+    /// time. `init` may itself use the memo.
+    pub fn get<T: 'static>(&self, key: u32, init: impl FnOnce() -> T) -> std::rc::Rc<T> {
+        let id = std::any::TypeId::of::<T>();
+        let hit = self
+            .slots
+            .borrow()
+            .iter()
+            .find(|(t, k, _)| *t == id && *k == key)
+            .map(|(_, _, v)| v.clone());
+        if let Some(v) = hit {
+            return v.downcast::<T>().expect("slot holds its own type");
+        }
+        let value = std::rc::Rc::new(init());
+        self.slots.borrow_mut().push((id, key, value.clone()));
+        value
+    }
 }

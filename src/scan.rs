@@ -503,7 +503,7 @@ pub fn analyse(
     let mut findings = Vec::new();
     let mut raw = Vec::new();
     let mut finished = true;
-    for func in &model.functions {
+    for (func_id, func) in model.functions.iter().enumerate() {
         if Instant::now() > deadline {
             finished = false;
             break;
@@ -511,6 +511,7 @@ pub fn analyse(
         let cx = Context {
             file: model,
             func,
+            func_id: func_id as crate::model::FuncId,
             src,
             catalog: cat,
         };

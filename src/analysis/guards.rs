@@ -487,7 +487,11 @@ impl<'a> Facts<'a> {
 
     fn is_setter(&self, name: &str) -> bool {
         self.setters
-            .get_or_init(|| state_setters(self.file, self.src))
+            .get_or_init(|| {
+                let file = self.file;
+                let all = file.memo.get(0, || Setters(state_setters(file, self.src)));
+                all.0.clone()
+            })
             .contains(name)
     }
 
@@ -562,6 +566,9 @@ impl<'a> Facts<'a> {
 /// Functions a React hook hands out, anywhere in the file: the setters of
 /// `const [x, setX] = useState(...)`, `const { clearErrors } = useForm()`.
 /// Calling one schedules a UI update; it does not throw.
+/// The file's React-style state setters (computed once per file).
+struct Setters(HashSet<String>);
+
 fn state_setters(file: &FileModel, src: &str) -> HashSet<String> {
     let mut out = HashSet::new();
     if file.language.family() != Family::Js {
@@ -641,12 +648,15 @@ pub fn in_test_code(file: &FileModel, f: &Function) -> bool {
         "after callback",
         "suite callback",
     ];
-    let module = &file.functions[0];
-    let test_file = module.stmts.iter().any(|s| {
-        matches!(s.kind, StmtKind::Expr(e) if matches!(module.expr(e), Expr::Call { callee, .. }
-            if matches!(module.path(*callee).first().copied(), Some("describe" | "it" | "test" | "suite"))))
+    struct TestFile(bool);
+    let test_file = file.memo.get(0, || {
+        let module = &file.functions[0];
+        TestFile(module.stmts.iter().any(|s| {
+            matches!(s.kind, StmtKind::Expr(e) if matches!(module.expr(e), Expr::Call { callee, .. }
+                if matches!(module.path(*callee).first().copied(), Some("describe" | "it" | "test" | "suite"))))
+        }))
     });
-    if test_file {
+    if test_file.0 {
         return true;
     }
     let mut cur = Some(f);
@@ -1171,26 +1181,16 @@ impl FunctionGuards {
     /// `pLimit(1)`.
     fn scoped_callback(&mut self, file: &FileModel, f: &Function, src: &str) {
         let Some(parent_id) = f.parent else { return };
-        let Some(self_id) = file
-            .functions
-            .iter()
-            .position(|g| std::ptr::eq(g, f))
-            .map(|i| i as FuncId)
-        else {
+        let Some(self_id) = func_id(file, f) else {
             return;
         };
         let parent = &file.functions[parent_id as usize];
         let cat = locks();
-        for e in &parent.exprs {
-            let Expr::Call { callee, args } = e else {
+        let sites = file.memo.get(0, || CallbackSites::new(file));
+        for &call in sites.0.get(&self_id).map_or(&[][..], Vec::as_slice) {
+            let Expr::Call { callee, .. } = parent.expr(call) else {
                 continue;
             };
-            if !args
-                .iter()
-                .any(|a| matches!(parent.expr(a.value), Expr::Function(id) if *id == self_id))
-            {
-                continue;
-            }
             let name = parent.callee_name(*callee).unwrap_or("");
             let text = src
                 .get(parent.span(*callee).range())
@@ -1204,6 +1204,39 @@ impl FunctionGuards {
                 self.scoped.push(Scoped::Callback { call: text });
             }
         }
+    }
+}
+
+/// `f`'s index in `file.functions`, from its address (O(1), where a search
+/// per function would be quadratic).
+fn func_id(file: &FileModel, f: &Function) -> Option<FuncId> {
+    let base = file.functions.as_ptr() as usize;
+    let offset = (f as *const Function as usize).checked_sub(base)?;
+    let index = offset / std::mem::size_of::<Function>();
+    file.functions
+        .get(index)
+        .filter(|g| std::ptr::eq(*g, f))
+        .map(|_| index as FuncId)
+}
+
+/// For each function passed directly as a call argument, the calls (in its
+/// parent) that receive it: computed once per file.
+struct CallbackSites(std::collections::HashMap<FuncId, Vec<ExprId>>);
+
+impl CallbackSites {
+    fn new(file: &FileModel) -> CallbackSites {
+        let mut map: std::collections::HashMap<FuncId, Vec<ExprId>> = Default::default();
+        for g in &file.functions {
+            for (i, e) in g.exprs.iter().enumerate() {
+                let Expr::Call { args, .. } = e else { continue };
+                for a in args {
+                    if let Expr::Function(id) = g.expr(a.value) {
+                        map.entry(*id).or_default().push(i as ExprId);
+                    }
+                }
+            }
+        }
+        CallbackSites(map)
     }
 }
 
@@ -1259,7 +1292,12 @@ fn is_lock_expr(fx: &Facts, item: ExprId) -> bool {
 /// new PQueue({ concurrency: 1 })`, anywhere in the file.
 fn limiter_call(file: &FileModel, parent: &Function, callee: ExprId, src: &str) -> bool {
     let cat = locks();
-    if !cat.locks.limiters.iter().any(|l| src.contains(l.as_str())) {
+    // Searched once per file: per call it would be quadratic.
+    struct MentionsLimiter(bool);
+    let mentions = file.memo.get(0, || {
+        MentionsLimiter(cat.locks.limiters.iter().any(|l| src.contains(l.as_str())))
+    });
+    if !mentions.0 {
         return false;
     }
     let name = match parent.expr(callee) {
@@ -2112,24 +2150,37 @@ fn flag_is_guard(fx: &Facts, a: &Acquire) -> bool {
 /// Some condition in the file reads a property or variable called `name`:
 /// a flag nobody tests guards nothing.
 fn tested_in_file(file: &FileModel, name: &str) -> bool {
-    file.functions.iter().any(|g| {
-        g.stmts.iter().any(|s| {
-            let Some(root) = g.stmt_expr(s) else { return false };
+    file.memo
+        .get(0, || TestedNames(tested_names(file)))
+        .0
+        .contains(name)
+}
+
+/// Every property or variable name some condition in the file reads.
+struct TestedNames(HashSet<String>);
+
+fn tested_names(file: &FileModel) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let name_of = |g: &Function, id: ExprId| match g.expr(id) {
+        Expr::Member { property, .. } | Expr::Ident(property) => Some(property.to_string()),
+        _ => None,
+    };
+    for g in &file.functions {
+        for s in &g.stmts {
+            let Some(root) = g.stmt_expr(s) else { continue };
             let condition = matches!(s.kind, StmtKind::Test(_) | StmtKind::Return(_));
-            g.descendants(root).into_iter().any(|d| match g.expr(d) {
-                Expr::Member { property, .. } | Expr::Ident(property) if &**property == name => {
-                    condition
-                }
-                Expr::Cond { test, .. } | Expr::Binary { left: test, .. } => {
-                    matches!(g.expr(*test), Expr::Member { property, .. } | Expr::Ident(property) if &**property == name)
-                }
-                Expr::Unary { op, arg } if matches!(&**op, "!" | "not") => {
-                    matches!(g.expr(*arg), Expr::Member { property, .. } | Expr::Ident(property) if &**property == name)
-                }
-                _ => false,
-            })
-        })
-    })
+            for d in g.descendants(root) {
+                let tested = match g.expr(d) {
+                    Expr::Member { .. } | Expr::Ident(_) if condition => name_of(g, d),
+                    Expr::Cond { test, .. } | Expr::Binary { left: test, .. } => name_of(g, *test),
+                    Expr::Unary { op, arg } if matches!(&**op, "!" | "not") => name_of(g, *arg),
+                    _ => None,
+                };
+                names.extend(tested);
+            }
+        }
+    }
+    names
 }
 
 /// A condition before the acquire reads the guarded place.

@@ -379,6 +379,7 @@ fn lower_file<F: Frontend>(fe: &F, tree: &Tree, src: &str, language: Language) -
         functions,
         module_vars,
         syntax_errors,
+        memo: Default::default(),
     }
 }
 

@@ -69,6 +69,8 @@ impl RuleMeta {
 pub struct Context<'a> {
     pub file: &'a FileModel,
     pub func: &'a Function,
+    /// `func`'s index in `file.functions`.
+    pub func_id: crate::model::FuncId,
     pub src: &'a str,
     pub catalog: &'a Catalog,
 }

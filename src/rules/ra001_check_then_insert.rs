@@ -723,10 +723,7 @@ enum Handler {
 /// (`prisma.$transaction(async (tx) => ...)`): `Some(serializable)`.
 fn tx_callback(cx: &Context) -> Option<bool> {
     let file = cx.file;
-    let me = file
-        .functions
-        .iter()
-        .position(|g| std::ptr::eq(g, cx.func))? as u32;
+    let me = cx.func_id;
     let parent = &file.functions[cx.func.parent? as usize];
     let cat = db::catalog();
     for (i, e) in parent.exprs.iter().enumerate() {
