@@ -4,6 +4,7 @@
 //! discover → parse → lower (language-neutral function model) → rules →
 //! findings → filter → report.
 
+pub mod analysis;
 pub mod catalog;
 pub mod discover;
 pub mod filter;

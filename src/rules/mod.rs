@@ -3,6 +3,8 @@
 //! [`RULES`].
 
 mod ra002_nondeterministic_idempotency_key;
+mod ra004_state_mutation_across_await;
+mod ra005_cache_check_then_set;
 
 use crate::catalog::Catalog;
 use crate::finding::{Confidence, RawFinding, Risk};
@@ -92,7 +94,11 @@ pub trait Rule: Sync {
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>);
 }
 
-pub static RULES: &[&dyn Rule] = &[&ra002_nondeterministic_idempotency_key::Rule];
+pub static RULES: &[&dyn Rule] = &[
+    &ra002_nondeterministic_idempotency_key::Rule,
+    &ra004_state_mutation_across_await::Rule,
+    &ra005_cache_check_then_set::Rule,
+];
 
 pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
     RULES

@@ -1,0 +1,467 @@
+//! Cache and in-memory store operations: which calls read a key (`get`,
+//! `exists`, `has`, `key in d`), store it (`set`, `d[k] = v`, `s.add(k)`),
+//! reserve it atomically (`SET NX`, `SETNX`, `cache.add`) or run a script,
+//! on which client, and whether a store is an idempotency/dedup store.
+//! RA005 pairs these; RA004 uses the dedup evidence to grade a check-then-act.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use super::awaits::{has_token, tokens, Pos, RootKind, Scope};
+use crate::model::{Arg, CtxId, Expr, ExprId, Family, FileModel, FuncId, Function, PropKey, Span, StmtKind};
+
+const CATALOG_TOML: &str = include_str!("../../rules/catalog/cache.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheCatalog {
+    pub clients: Clients,
+    pub ops: Ops,
+    pub dedup: Dedup,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clients {
+    pub words: Vec<String>,
+    pub constructor_words: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ops {
+    pub checks: Vec<String>,
+    pub stores: Vec<String>,
+    pub reserves: Vec<String>,
+    pub scripts: Vec<String>,
+    pub nx_markers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dedup {
+    pub key_words: Vec<String>,
+    pub marker_values: Vec<String>,
+    pub response_words: Vec<String>,
+}
+
+pub fn catalog() -> &'static CacheCatalog {
+    static CATALOG: OnceLock<CacheCatalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        toml::from_str(CATALOG_TOML).expect("rules/catalog/cache.toml is valid (checked by tests)")
+    })
+}
+
+fn has(list: &[String], name: &str) -> bool {
+    list.iter().any(|x| x == name)
+}
+
+/// Which API the store speaks; decides the rewrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// node-redis (`{ NX: true }` options objects).
+    NodeRedis,
+    /// ioredis (`'EX', 300, 'NX'` argument lists).
+    IoRedis,
+    /// redis-py, sync or asyncio (`nx=True`).
+    RedisPy,
+    /// Django's cache framework (`cache.add`).
+    DjangoCache,
+    /// Another cache object (`cacheManager`, `cacheService`, Keyv).
+    Cache,
+    /// A Map, Set, dict or set held in shared memory.
+    Memory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Check,
+    Store,
+    Reserve,
+    Script,
+    Clear,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheOp {
+    pub func: FuncId,
+    /// The call, the `k in d` test, or the `d[k] = v` assignment.
+    pub expr: ExprId,
+    pub kind: OpKind,
+    pub backend: Backend,
+    /// The receiver's text without whitespace (`this.redis`, `self._seen`).
+    pub receiver: String,
+    pub method: String,
+    pub key: Option<ExprId>,
+    /// The key's text; for hashes and sets the field or member is appended.
+    pub key_text: String,
+    pub value: Option<ExprId>,
+    pub span: Span,
+    pub ctx: CtxId,
+    pub stmt_span: Span,
+}
+
+impl CacheOp {
+    pub fn pos(&self) -> Pos {
+        match self.kind {
+            OpKind::Check => Pos::read(self.span),
+            _ => Pos::write(self.span),
+        }
+    }
+}
+
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect()
+}
+
+/// Every cache and shared-store operation in one function (not its nested
+/// functions).
+pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
+    let f = &file.functions[id as usize];
+    let cat = catalog();
+    let text = |e: ExprId| src.get(f.span(e).range()).unwrap_or("");
+    // Cheap exit: no method this rule knows and no `in` / subscript store.
+    let any_known = f.exprs.iter().any(|e| match e {
+        Expr::Call { callee, .. } => f.callee_name(*callee).is_some_and(|m| {
+            has(&cat.ops.checks, m)
+                || has(&cat.ops.stores, m)
+                || has(&cat.ops.reserves, m)
+                || has(&cat.ops.scripts, m)
+                || matches!(m, "includes" | "push" | "delete" | "del" | "unlink" | "discard" | "remove" | "pop" | "setdefault")
+        }),
+        Expr::Binary { op, .. } => matches!(&**op, "in" | "not in"),
+        Expr::Assign { target, .. } => matches!(f.expr(*target), Expr::Index { .. }),
+        _ => false,
+    });
+    if !any_known {
+        return Vec::new();
+    }
+    let scope = Scope::new(file, id, src);
+    let stmt_of = stmt_index(f);
+    let mut out = Vec::new();
+    for (i, e) in f.exprs.iter().enumerate() {
+        let i = i as ExprId;
+        let Some(&(stmt_span, ctx)) = stmt_of.get(&i) else {
+            continue;
+        };
+        let push = |out: &mut Vec<CacheOp>, kind, backend, receiver: ExprId, method: &str, key: Option<ExprId>, key_text: String, value| {
+            out.push(CacheOp {
+                func: id,
+                expr: i,
+                kind,
+                backend,
+                receiver: squash(text(receiver)),
+                method: method.to_string(),
+                key,
+                key_text,
+                value,
+                span: f.span(i),
+                ctx,
+                stmt_span,
+            })
+        };
+        match e {
+            Expr::Call { callee, args } => {
+                let Expr::Member { object, property } = f.expr(*callee) else {
+                    continue;
+                };
+                let (receiver, method) = (*object, &**property);
+                let arg = |n: usize| args.get(n).map(|a| a.value);
+                let arg_text = |n: usize| arg(n).map(|a| squash(text(a))).unwrap_or_default();
+                if let Some(backend) = client_backend(file, id, src, &scope, receiver) {
+                    let two_part = matches!(method, "hget" | "hexists" | "sismember" | "hset" | "sadd" | "hsetnx");
+                    let key_text = if two_part {
+                        format!("{}|{}", arg_text(0), arg_text(1))
+                    } else {
+                        arg_text(0)
+                    };
+                    let value = match method {
+                        "setex" | "psetex" => arg(2),
+                        m if two_part && m != "sismember" && m != "hget" && m != "hexists" => {
+                            if m == "sadd" { arg(1) } else { arg(2) }
+                        }
+                        _ => arg(1),
+                    };
+                    let kind = if has(&cat.ops.scripts, method) {
+                        OpKind::Script
+                    } else if has(&cat.ops.reserves, method) {
+                        OpKind::Reserve
+                    } else if has(&cat.ops.stores, method) {
+                        if nx_option(f, args, src) {
+                            OpKind::Reserve
+                        } else {
+                            OpKind::Store
+                        }
+                    } else if has(&cat.ops.checks, method) {
+                        OpKind::Check
+                    } else if matches!(method, "del" | "delete" | "unlink" | "adelete" | "hdel" | "srem") {
+                        OpKind::Clear
+                    } else {
+                        continue;
+                    };
+                    push(&mut out, kind, backend, receiver, method, arg(0), key_text, value);
+                } else if shared_store(f, &scope, receiver) {
+                    let kind = match method {
+                        "has" | "get" | "includes" | "has_key" | "__contains__" => OpKind::Check,
+                        "set" | "add" | "push" | "append" => OpKind::Store,
+                        "setdefault" => OpKind::Reserve,
+                        "delete" | "remove" | "discard" | "pop" => OpKind::Clear,
+                        _ => continue,
+                    };
+                    let value = match method {
+                        "set" => arg(1),
+                        _ => arg(0),
+                    };
+                    push(&mut out, kind, Backend::Memory, receiver, method, arg(0), arg_text(0), value);
+                }
+            }
+            // `key in self._processed`
+            Expr::Binary { op, left, right } if matches!(&**op, "in" | "not in") => {
+                if shared_store(f, &scope, *right) {
+                    push(&mut out, OpKind::Check, Backend::Memory, *right, op, Some(*left), squash(text(*left)), None);
+                }
+            }
+            // `self._responses[key] = response`
+            Expr::Assign { target, value, op, .. } if &**op == "=" => {
+                if let Expr::Index { object, index } = f.expr(*target) {
+                    if shared_store(f, &scope, *object) {
+                        push(&mut out, OpKind::Store, Backend::Memory, *object, "[]=", Some(*index), squash(text(*index)), Some(*value));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The statement span and context of every expression.
+fn stmt_index(f: &Function) -> std::collections::HashMap<ExprId, (Span, CtxId)> {
+    let mut out = std::collections::HashMap::new();
+    for s in &f.stmts {
+        let Some(root) = f.stmt_expr(s) else { continue };
+        for d in f.descendants(root) {
+            out.entry(d).or_insert((s.span, s.ctx));
+        }
+    }
+    out
+}
+
+/// A receiver that is a Map/Set/dict/set held in shared memory (`this.x`,
+/// `self.x`, a module or captured variable).
+fn shared_store(f: &Function, scope: &Scope, receiver: ExprId) -> bool {
+    match f.expr(receiver) {
+        Expr::Member { object, .. } => matches!(f.expr(*object), Expr::This),
+        Expr::Ident(n) => matches!(scope.resolve(n), Some(RootKind::Module | RootKind::Captured)),
+        _ => false,
+    }
+}
+
+/// Whether a receiver is a redis or cache client, and which API it speaks.
+fn client_backend(file: &FileModel, id: FuncId, src: &str, scope: &Scope, receiver: ExprId) -> Option<Backend> {
+    let f = &file.functions[id as usize];
+    let cat = &catalog().clients;
+    let path = f.path(receiver);
+    if path.iter().any(|p| *p == "?" ) && !matches!(f.expr(receiver), Expr::Member { .. } | Expr::Ident(_)) {
+        return None;
+    }
+    let names: Vec<&str> = path.iter().copied().filter(|p| *p != "this" && *p != "()" && *p != "?").collect();
+    let last = names.last().copied().unwrap_or("");
+    // A local or parameter is a client only if its name says so; `client`
+    // alone is one if it was built by a redis/cache constructor.
+    let named = names.iter().any(|n| has_token(n, &cat.words));
+    let constructed = !named && !last.is_empty() && built_by_client_ctor(file, src, last);
+    if !named && !constructed {
+        return None;
+    }
+    let _ = scope;
+    let is_redis = names.iter().any(|n| {
+        tokens(n)
+            .iter()
+            .any(|t| matches!(t.as_str(), "redis" | "ioredis" | "aioredis" | "valkey" | "upstash" | "rds"))
+    }) || constructed && src.contains("edis");
+    Some(match file.language.family() {
+        Family::Python => {
+            if !is_redis && src.contains("django.core.cache") && matches!(last, "cache" | "caches" | "default_cache") {
+                Backend::DjangoCache
+            } else if is_redis || src.contains("redis") {
+                Backend::RedisPy
+            } else {
+                Backend::DjangoCache
+            }
+        }
+        Family::Js => {
+            if src.contains("ioredis") || src.contains("new Redis(") || src.contains("new IORedis(") {
+                Backend::IoRedis
+            } else if is_redis || src.contains("createClient") {
+                Backend::NodeRedis
+            } else {
+                Backend::Cache
+            }
+        }
+    })
+}
+
+/// Whether some assignment in the file binds `name` (or `this.name`) to a
+/// redis/cache constructor call.
+fn built_by_client_ctor(file: &FileModel, src: &str, name: &str) -> bool {
+    let cat = &catalog().clients;
+    file.functions.iter().any(|g| {
+        g.exprs.iter().any(|e| {
+            let Expr::Assign { target, value, .. } = e else {
+                return false;
+            };
+            let bound = match g.expr(*target) {
+                Expr::Ident(n) => &**n == name,
+                Expr::Member { object, property } => {
+                    matches!(g.expr(*object), Expr::This) && &**property == name
+                }
+                _ => false,
+            };
+            if !bound {
+                return false;
+            }
+            let v = g.unwrap_await(*value);
+            let callee = match g.expr(v) {
+                Expr::Call { callee, .. } | Expr::New { callee, .. } => *callee,
+                _ => return false,
+            };
+            let text = src.get(g.span(callee).range()).unwrap_or("");
+            cat.constructor_words.iter().any(|w| text.contains(w.as_str()))
+        })
+    })
+}
+
+/// `{ NX: true }`, `'NX'`, `nx=True`, `{ condition: 'NX' }`.
+fn nx_option(f: &Function, args: &[Arg], src: &str) -> bool {
+    let cat = &catalog().ops;
+    for a in args.iter().skip(1) {
+        if a.name.as_deref().is_some_and(|n| has(&cat.nx_markers, n)) {
+            return !matches!(f.expr(a.value), Expr::Bool(false));
+        }
+        for d in f.descendants(a.value) {
+            match f.expr(d) {
+                Expr::Str(s) if has(&cat.nx_markers, s) => return true,
+                Expr::Object(props) => {
+                    if props.iter().any(|p| {
+                        matches!(&p.key, PropKey::Name(k) if has(&cat.nx_markers, k))
+                            && !matches!(f.expr(p.value), Expr::Bool(false))
+                    }) {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = src;
+    false
+}
+
+/// How strongly a check/store pair looks like an idempotency or dedup store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Evidence {
+    /// Only the stored value says so (a marker, a response).
+    Value,
+    /// The key or the store names a request, event, message or idempotency key.
+    Key,
+}
+
+/// The dedup evidence for a store (and the check it follows).
+pub fn dedup_evidence(file: &FileModel, src: &str, check: Option<&CacheOp>, store: &CacheOp) -> Option<Evidence> {
+    let cat = &catalog().dedup;
+    let mut words: Vec<String> = Vec::new();
+    for op in check.into_iter().chain(std::iter::once(store)) {
+        words.extend(tokens(&op.receiver));
+        words.extend(tokens(&op.key_text));
+        if let Some(k) = op.key {
+            words.extend(tokens(&definition_text(file, src, op.func, k)));
+        }
+    }
+    if words.iter().any(|w| has(&cat.key_words, w)) {
+        return Some(Evidence::Key);
+    }
+    let f = &file.functions[store.func as usize];
+    let value = match store.value {
+        Some(v) => v,
+        // `seen.add(id)`: the membership itself is the marker.
+        None => return (store.backend == Backend::Memory).then_some(Evidence::Value),
+    };
+    if store.backend == Backend::Memory && store.method == "add" {
+        return Some(Evidence::Value);
+    }
+    let value_text = src.get(f.span(value).range()).unwrap_or("");
+    let literal = match f.expr(value) {
+        Expr::Str(s) => has(&cat.marker_values, &s.to_lowercase()),
+        Expr::Num(n) => &**n == "1",
+        Expr::Bool(b) => *b,
+        _ => false,
+    };
+    let response = tokens(value_text).iter().any(|t| has(&cat.response_words, t));
+    (literal || response).then_some(Evidence::Value)
+}
+
+/// The text an identifier key was built from (`const key = \`idem:${id}\``),
+/// found in its function or an enclosing one; the key's own text otherwise.
+fn definition_text(file: &FileModel, src: &str, func: FuncId, key: ExprId) -> String {
+    let f = &file.functions[func as usize];
+    let Expr::Ident(name) = f.expr(key) else {
+        return String::new();
+    };
+    let mut cur = Some(func);
+    while let Some(id) = cur {
+        let g = &file.functions[id as usize];
+        for s in &g.stmts {
+            let StmtKind::Expr(root) = s.kind else { continue };
+            if let Expr::Assign { target, value, .. } = g.expr(root) {
+                if matches!(g.expr(*target), Expr::Ident(n) if n == name) {
+                    return src.get(g.span(*value).range()).unwrap_or("").to_string();
+                }
+            }
+        }
+        cur = g.parent;
+    }
+    String::new()
+}
+
+/// The functions nested (at any depth) in `id`, with `id` first.
+pub fn subtree(file: &FileModel, id: FuncId) -> Vec<FuncId> {
+    let mut out = vec![id];
+    let mut set: HashSet<FuncId> = HashSet::from([id]);
+    // Functions are lowered breadth-first, so a child always comes after its
+    // parent: one forward pass finds every descendant.
+    for (i, g) in file.functions.iter().enumerate().skip(id as usize + 1) {
+        if g.parent.is_some_and(|p| set.contains(&p)) {
+            set.insert(i as FuncId);
+            out.push(i as FuncId);
+        }
+    }
+    out
+}
+
+/// The nearest function that contains both `a` and `b`.
+pub fn common_ancestor(file: &FileModel, a: FuncId, b: FuncId) -> FuncId {
+    let chain = |mut x: FuncId| {
+        let mut v = vec![x];
+        while let Some(p) = file.functions[x as usize].parent {
+            v.push(p);
+            x = p;
+        }
+        v
+    };
+    let ca = chain(a);
+    let cb: HashSet<FuncId> = chain(b).into_iter().collect();
+    ca.into_iter().find(|x| cb.contains(x)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_parses() {
+        assert!(!catalog().ops.checks.is_empty());
+    }
+}
