@@ -44,6 +44,9 @@ pub struct AsyncCatalog {
 #[serde(deny_unknown_fields)]
 pub struct PlacesCat {
     pub per_request: Vec<String>,
+    pub per_call: Vec<String>,
+    pub ref_fields: Vec<String>,
+    pub sequential_callees: Vec<String>,
     pub builtins: Vec<String>,
     pub status_fields: Vec<String>,
     pub status_suffixes: Vec<String>,
@@ -66,6 +69,8 @@ pub struct RecordsCat {
 #[serde(deny_unknown_fields)]
 pub struct CollectionsCat {
     pub check_methods: Vec<String>,
+    pub value_methods: Vec<String>,
+    pub collection_constructors: Vec<String>,
     pub add_methods: Vec<String>,
     pub clear_methods: Vec<String>,
 }
@@ -238,10 +243,35 @@ pub enum AccessKind {
 pub enum Src {
     /// An access (a read of a place) by index into `Facts::accesses`.
     Read(u32),
+    /// The same, passed through one call's arguments (`merge(prev, next)`).
+    /// A second call drops it: a value computed by a chain of calls that
+    /// once took the old value is not that value.
+    Derived(u32),
     /// An awaited value: the `await` expression.
     Await(ExprId),
     /// A call a rule asked to follow (a cache `get`).
     Call(ExprId),
+}
+
+impl Src {
+    /// The read access, directly or through one call.
+    pub fn read(self) -> Option<u32> {
+        match self {
+            Src::Read(r) | Src::Derived(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// What a call's result takes from its arguments: one more hop.
+fn through_call(src: &[Src]) -> Vec<Src> {
+    src.iter()
+        .filter_map(|s| match *s {
+            Src::Read(r) => Some(Src::Derived(r)),
+            Src::Derived(_) => None,
+            other => Some(other),
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug)]
@@ -260,6 +290,8 @@ pub struct Access {
     pub value: Option<ExprId>,
     /// What the written value is made from.
     pub deps: Vec<Src>,
+    /// For `p ??= v` / `p ||= v`: the read of `p` that decides the write.
+    pub guard: Option<u32>,
 }
 
 impl Access {
@@ -288,6 +320,14 @@ impl ExternalKind {
             ExternalKind::Queue => "queue publish",
         }
     }
+}
+
+/// An event's place in the function: when, in which context, where.
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    pub pos: Pos,
+    pub ctx: CtxId,
+    pub span: Span,
 }
 
 #[derive(Clone, Debug)]
@@ -326,6 +366,9 @@ pub struct Scope {
     locals: HashSet<Box<str>>,
     params: HashSet<Box<str>>,
     captured: HashSet<Box<str>>,
+    /// Whether concurrent calls of this closure can overlap (so what it
+    /// captures is shared between them).
+    captured_shared: bool,
     module: HashSet<Box<str>>,
     pub records: HashMap<Box<str>, Record>,
 }
@@ -353,11 +396,13 @@ impl Scope {
         }
         let module = file.module_vars.iter().cloned().collect();
         let records = records_of(f, src, &locals);
+        let captured_shared = !captured.is_empty() && closure_runs_concurrently(file, id);
         Scope {
             family,
             locals,
             params,
             captured,
+            captured_shared,
             module,
             records,
         }
@@ -370,7 +415,8 @@ impl Scope {
             return Some(RootKind::Record);
         }
         if self.params.contains(name) {
-            return (!has(&cat.per_request, name)).then_some(RootKind::Param);
+            return (!has(&cat.per_request, name) && !has(&cat.per_call, name))
+                .then_some(RootKind::Param);
         }
         if self.locals.contains(name) {
             return None;
@@ -379,7 +425,7 @@ impl Scope {
             return None;
         }
         if self.captured.contains(name) {
-            return Some(RootKind::Captured);
+            return (self.captured_shared && !has(&cat.per_call, name)).then_some(RootKind::Captured);
         }
         if self.module.contains(name) {
             return Some(RootKind::Module);
@@ -389,6 +435,35 @@ impl Scope {
 
     pub fn is_local(&self, name: &str) -> bool {
         self.locals.contains(name) || self.params.contains(name)
+    }
+}
+
+/// Whether the calls of a closure can overlap: it is handed to a caller
+/// that may run it many times at once (`items.map(async ...)`, `app.use`,
+/// `new Worker(name, async (job) => ...)`) or returned from a factory (a
+/// middleware). A closure kept in a local, an object literal (`read()` of a
+/// stream), or handed to `reduce` / `then` / a React hook runs its calls one
+/// at a time.
+fn closure_runs_concurrently(file: &FileModel, id: FuncId) -> bool {
+    let cat = &catalog().places;
+    let g = &file.functions[id as usize];
+    let Some(parent) = g.parent else { return false };
+    let p = &file.functions[parent as usize];
+    let Some(site) = p.exprs.iter().position(|e| matches!(e, Expr::Function(fid) if *fid == id)) else {
+        return false;
+    };
+    let site = site as ExprId;
+    let parents = p.parents();
+    match parents[site as usize].map(|x| (x, p.expr(x))) {
+        Some((_, Expr::Call { callee, args } | Expr::New { callee, args })) => {
+            if !args.iter().any(|a| a.value == site) {
+                return false;
+            }
+            let name = p.callee_name(*callee).unwrap_or("");
+            !has(&cat.sequential_callees, name)
+        }
+        None => p.stmts.iter().any(|s| matches!(s.kind, StmtKind::Return(Some(e)) if e == site)),
+        _ => false,
     }
 }
 
@@ -524,8 +599,9 @@ pub struct Facts<'a> {
     pub order: Vec<usize>,
     /// What each expression's value is made from.
     pub taint: Vec<Vec<Src>>,
-    /// What each local held after its last assignment.
     pub parents: Vec<Option<ExprId>>,
+    /// Names the file assigns an in-memory collection (computed on demand).
+    collections: std::cell::OnceCell<HashSet<Box<str>>>,
 }
 
 /// At most this many origins are kept per value: enough for any real
@@ -577,6 +653,7 @@ impl<'a> Facts<'a> {
             order: order.clone(),
             taint: vec![Vec::new(); func.exprs.len()],
             parents: func.parents(),
+            collections: std::cell::OnceCell::new(),
         };
         let mut env: HashMap<Box<str>, Vec<Src>> = HashMap::new();
         let mut aliases: HashMap<Box<str>, usize> = HashMap::new();
@@ -705,6 +782,12 @@ impl<'a> Facts<'a> {
                     if path.is_empty() && matches!(kind, RootKind::Param | RootKind::Record | RootKind::This) {
                         return None;
                     }
+                    // `ref.current` of a UI component: its own mutable box.
+                    if matches!(kind, RootKind::Param | RootKind::Captured)
+                        && path.first().is_some_and(|p| has(&catalog().places.ref_fields, p))
+                    {
+                        return None;
+                    }
                     return Some((
                         Place {
                             root: name.clone(),
@@ -750,6 +833,7 @@ impl<'a> Facts<'a> {
             key,
             value,
             deps,
+            guard: None,
         });
         (self.accesses.len() - 1) as u32
     }
@@ -783,7 +867,10 @@ impl<'a> Facts<'a> {
                 target, op, value, ..
             } => {
                 let (target, op, value) = (*target, op.clone(), *value);
-                let compound = &*op != "=";
+                // `p ??= v`, `p ||= v`, `p &&= v`: a check of `p` and a plain
+                // store, not a read-modify-write.
+                let logical = matches!(&*op, "??=" | "||=" | "&&=");
+                let compound = &*op != "=" && !logical;
                 union_into(&mut t, &self.taint[value as usize].clone());
                 match f.expr(target) {
                     Expr::Ident(name) if self.scope.is_local(name) || self.scope.resolve(name).is_none() => {
@@ -808,6 +895,19 @@ impl<'a> Facts<'a> {
                         if let Some((place, key)) = self.place_of(target, aliases) {
                             let tspan = f.span(target);
                             let mut deps = t.clone();
+                            let guard = logical.then(|| {
+                                self.push_access(
+                                    place.clone(),
+                                    AccessKind::Read,
+                                    Pos::read(tspan),
+                                    target,
+                                    stmt,
+                                    ctx,
+                                    key,
+                                    None,
+                                    Vec::new(),
+                                )
+                            });
                             if compound {
                                 let r = self.push_access(
                                     place.clone(),
@@ -835,7 +935,7 @@ impl<'a> Facts<'a> {
                             } else {
                                 WriteKind::Assign
                             };
-                            self.push_access(
+                            let w = self.push_access(
                                 place,
                                 AccessKind::Write(kind),
                                 Pos::write(span),
@@ -846,6 +946,7 @@ impl<'a> Facts<'a> {
                                 Some(value),
                                 deps,
                             );
+                            self.accesses[w as usize].guard = guard;
                         }
                     }
                     _ => {
@@ -886,7 +987,7 @@ impl<'a> Facts<'a> {
             Expr::Call { callee, args } => {
                 let (callee, args) = (*callee, args.clone());
                 for a in &args {
-                    union_into(&mut t, &self.taint[a.value as usize].clone());
+                    union_into(&mut t, &through_call(&self.taint[a.value as usize]));
                 }
                 if let Expr::Member { object, property } = f.expr(callee) {
                     let (object, property) = (*object, property.clone());
@@ -895,7 +996,24 @@ impl<'a> Facts<'a> {
                         if let Some((place, _)) = self.place_of(object, aliases) {
                             let key = args.first().map(|a| a.value);
                             let c = &cat.collections;
-                            if has(&c.add_methods, &property) {
+                            let collection = self.is_collection(&place);
+                            if !collection && !has(&c.value_methods, &property) {
+                                // A method of a service or client held in
+                                // the place: a call, not a read of state.
+                            } else if !collection {
+                                let r = self.push_access(
+                                    place,
+                                    AccessKind::Read,
+                                    Pos::read(span),
+                                    object,
+                                    stmt,
+                                    ctx,
+                                    None,
+                                    None,
+                                    Vec::new(),
+                                );
+                                union_into(&mut t, &[Src::Read(r)]);
+                            } else if has(&c.add_methods, &property) {
                                 let value = match &*property {
                                     "set" | "put" | "setdefault" | "insert" => {
                                         args.get(1).map(|a| a.value)
@@ -946,6 +1064,11 @@ impl<'a> Facts<'a> {
                             }
                         }
                     }
+                }
+            }
+            Expr::New { args, .. } => {
+                for a in args.clone() {
+                    union_into(&mut t, &through_call(&self.taint[a.value as usize]));
                 }
             }
             Expr::Function(_) => {}
@@ -1014,6 +1137,13 @@ impl<'a> Facts<'a> {
         }
     }
 
+    /// Whether a place holds an in-memory collection: the file assigns its
+    /// name a `new Map()`, `new Set()`, `{}`, `[]`, `dict()`, `set()`...
+    pub fn is_collection(&self, place: &Place) -> bool {
+        let names = self.collections.get_or_init(|| collection_names(self.file));
+        names.contains(place.key().as_str())
+    }
+
     pub fn place(&self, access: &Access) -> &Place {
         &self.places[access.place]
     }
@@ -1021,6 +1151,70 @@ impl<'a> Facts<'a> {
     /// Await points strictly between two events.
     pub fn awaits_between(&self, from: Pos, to: Pos) -> impl Iterator<Item = &AwaitPoint> {
         self.awaits.iter().filter(move |a| from < a.pos && a.pos < to)
+    }
+
+    /// Await points between two events that one call can pass on its way
+    /// from the first to the second (not in a sibling branch, not in a
+    /// branch that has already returned).
+    pub fn awaits_on_path(&self, from: Site, to: Site) -> impl Iterator<Item = &AwaitPoint> + '_ {
+        self.awaits.iter().filter(move |a| {
+            let at = self.site_of_await(a);
+            from.pos < a.pos && a.pos < to.pos && self.reaches(from, at) && self.reaches(at, to)
+        })
+    }
+
+    pub fn site_of_await(&self, a: &AwaitPoint) -> Site {
+        let stmt = &self.func.stmts[a.stmt];
+        Site {
+            pos: a.pos,
+            ctx: stmt.ctx,
+            span: a.expr.map_or(stmt.span, |e| self.func.span(e)),
+        }
+    }
+
+    pub fn site_of(&self, access: &Access) -> Site {
+        Site {
+            pos: access.pos,
+            ctx: access.ctx,
+            span: self.func.span(access.expr),
+        }
+    }
+
+    /// Whether code at `b` can run after code at `a` in the same call: they
+    /// are not in sibling branches of one `if`, and `a` is not in a branch
+    /// that leaves (`return`, `throw`) before `b`.
+    pub fn reaches(&self, a: Site, b: Site) -> bool {
+        let f = self.func;
+        let chain_a: Vec<CtxId> = f.ctx_chain(a.ctx).map(|(id, _)| id).collect();
+        let chain_b: Vec<CtxId> = f.ctx_chain(b.ctx).map(|(id, _)| id).collect();
+        for &x in &chain_a {
+            let cx = &f.ctxs[x as usize];
+            for &y in &chain_b {
+                let cy = &f.ctxs[y as usize];
+                if x != y
+                    && cx.test.is_some()
+                    && cx.test == cy.test
+                    && matches!(
+                        (&cx.kind, &cy.kind),
+                        (CtxKind::Then, CtxKind::Else) | (CtxKind::Else, CtxKind::Then)
+                    )
+                {
+                    return false;
+                }
+            }
+            if chain_b.contains(&x) || !matches!(cx.kind, CtxKind::Then | CtxKind::Else) {
+                continue;
+            }
+            let leaves = f.stmts.iter().any(|s| {
+                s.ctx == x
+                    && s.span.start >= a.span.end
+                    && matches!(s.kind, StmtKind::Return(_) | StmtKind::Throw(_))
+            });
+            if leaves && b.span.start >= cx.span.end {
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether `a` and `b` sit in different arms of one conditional
@@ -1089,7 +1283,7 @@ impl<'a> Facts<'a> {
         self.tests.iter().filter(move |t| {
             t.srcs
                 .iter()
-                .any(|s| matches!(s, Src::Read(r) if pred(*r)))
+                .any(|s| s.read().is_some_and(&pred))
         })
     }
 
@@ -1106,6 +1300,40 @@ impl<'a> Facts<'a> {
             _ => true,
         }
     }
+}
+
+/// Every variable or property path (`seen`, `this.pending`, `cache.entries`)
+/// the file assigns an in-memory collection.
+pub fn collection_names(file: &FileModel) -> HashSet<Box<str>> {
+    let ctors = &catalog().collections.collection_constructors;
+    let mut out = HashSet::new();
+    for g in &file.functions {
+        for e in &g.exprs {
+            let Expr::Assign { target, value, .. } = e else { continue };
+            let name: Box<str> = match g.expr(*target) {
+                Expr::Ident(n) => n.clone(),
+                Expr::Member { .. } => {
+                    let path = g.path(*target);
+                    if path.iter().any(|p| *p == "()" || *p == "?") {
+                        continue;
+                    }
+                    path.join(".").into()
+                }
+                _ => continue,
+            };
+            let is = match g.expr(*value) {
+                Expr::Object(_) | Expr::Array(_) => true,
+                Expr::New { callee, .. } | Expr::Call { callee, .. } => {
+                    g.callee_name(*callee).is_some_and(|c| has(ctors, c))
+                }
+                _ => false,
+            };
+            if is {
+                out.insert(name);
+            }
+        }
+    }
+    out
 }
 
 pub fn same_key_text(a: &str, b: &str) -> bool {
@@ -1216,6 +1444,43 @@ fn lockish_nx(facts: &Facts, args: &[crate::model::Arg]) -> bool {
     nx && has_token(key, &cat.lock_words)
 }
 
+/// Whether every call of this method in the file (`self._get_conn()`) is
+/// made under a lock (`async with self._conn_lock:`) or from a callback run
+/// under one: the caller holds the guard across the method's awaits.
+pub fn only_called_under_guard(file: &FileModel, id: FuncId, src: &str) -> bool {
+    let cat = &catalog().guards;
+    let g = &file.functions[id as usize];
+    if g.kind != crate::model::FunctionKind::Method {
+        return false;
+    }
+    let name = g.name.rsplit('.').next().unwrap_or(&g.name);
+    let mut sites = 0;
+    for (fid, h) in file.functions.iter().enumerate() {
+        for (i, e) in h.exprs.iter().enumerate() {
+            let Expr::Call { callee, .. } = e else { continue };
+            let Expr::Member { object, property } = h.expr(*callee) else { continue };
+            if &**property != name || !matches!(h.expr(*object), Expr::This) {
+                continue;
+            }
+            sites += 1;
+            let span = h.span(i as ExprId);
+            let in_lock = h.ctxs.iter().any(|c| match &c.kind {
+                CtxKind::With { items, .. } => {
+                    c.span.contains(span)
+                        && items.iter().any(|it| {
+                            has_token(src.get(h.span(*it).range()).unwrap_or(""), &cat.lock_words)
+                        })
+                }
+                _ => false,
+            });
+            if !in_lock && !runs_under_guard(file, fid as FuncId) {
+                return false;
+            }
+        }
+    }
+    sites > 0
+}
+
 /// Whether the function is a callback that a lock or queue runs exclusively.
 pub fn runs_under_guard(file: &FileModel, id: FuncId) -> bool {
     let cat = &catalog().guards;
@@ -1312,6 +1577,11 @@ pub fn external_calls_between(facts: &Facts, from: Pos, to: Pos) -> Vec<(ExprId,
     for i in 0..f.exprs.len() as ExprId {
         let span = f.span(i);
         if span.end <= from.offset || span.end > to.offset {
+            continue;
+        }
+        // Only calls the function waits for: an `email.split('@')` is not
+        // an email sent.
+        if !matches!(facts.parents[i as usize].map(|p| f.expr(p)), Some(Expr::Await(_))) {
             continue;
         }
         if let Some(k) = is_external_call(f, i) {

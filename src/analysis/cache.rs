@@ -42,9 +42,10 @@ pub struct Ops {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dedup {
-    pub key_words: Vec<String>,
+    pub strong_words: Vec<String>,
+    pub id_words: Vec<String>,
+    pub id_tokens: Vec<String>,
     pub marker_values: Vec<String>,
-    pub response_words: Vec<String>,
 }
 
 pub fn catalog() -> &'static CacheCatalog {
@@ -139,6 +140,7 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
         return Vec::new();
     }
     let scope = Scope::new(file, id, src);
+    let collections = super::awaits::collection_names(file);
     let stmt_of = stmt_index(f);
     let mut out = Vec::new();
     for (i, e) in f.exprs.iter().enumerate() {
@@ -202,7 +204,7 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                         continue;
                     };
                     push(&mut out, kind, backend, receiver, method, arg(0), key_text, value);
-                } else if shared_store(f, &scope, receiver) {
+                } else if shared_store(f, &scope, &collections, receiver) {
                     let kind = match method {
                         "has" | "get" | "includes" | "has_key" | "__contains__" => OpKind::Check,
                         "set" | "add" | "push" | "append" => OpKind::Store,
@@ -219,14 +221,14 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
             }
             // `key in self._processed`
             Expr::Binary { op, left, right } if matches!(&**op, "in" | "not in") => {
-                if shared_store(f, &scope, *right) {
+                if shared_store(f, &scope, &collections, *right) {
                     push(&mut out, OpKind::Check, Backend::Memory, *right, op, Some(*left), squash(text(*left)), None);
                 }
             }
             // `self._responses[key] = response`
             Expr::Assign { target, value, op, .. } if &**op == "=" => {
                 if let Expr::Index { object, index } = f.expr(*target) {
-                    if shared_store(f, &scope, *object) {
+                    if shared_store(f, &scope, &collections, *object) {
                         push(&mut out, OpKind::Store, Backend::Memory, *object, "[]=", Some(*index), squash(text(*index)), Some(*value));
                     }
                 }
@@ -250,13 +252,15 @@ fn stmt_index(f: &Function) -> std::collections::HashMap<ExprId, (Span, CtxId)> 
 }
 
 /// A receiver that is a Map/Set/dict/set held in shared memory (`this.x`,
-/// `self.x`, a module or captured variable).
-fn shared_store(f: &Function, scope: &Scope, receiver: ExprId) -> bool {
-    match f.expr(receiver) {
-        Expr::Member { object, .. } => matches!(f.expr(*object), Expr::This),
-        Expr::Ident(n) => matches!(scope.resolve(n), Some(RootKind::Module | RootKind::Captured)),
-        _ => false,
-    }
+/// `self.x`, a module or captured variable the file fills with a
+/// collection).
+fn shared_store(f: &Function, scope: &Scope, collections: &HashSet<Box<str>>, receiver: ExprId) -> bool {
+    let name: String = match f.expr(receiver) {
+        Expr::Member { object, property } if matches!(f.expr(*object), Expr::This) => format!("this.{property}"),
+        Expr::Ident(n) if matches!(scope.resolve(n), Some(RootKind::Module | RootKind::Captured)) => n.to_string(),
+        _ => return false,
+    };
+    collections.contains(name.as_str())
 }
 
 /// Whether a receiver is a redis or cache client, and which API it speaks.
@@ -369,38 +373,40 @@ pub enum Evidence {
     Key,
 }
 
-/// The dedup evidence for a store (and the check it follows).
+/// The dedup evidence for a store (and the check it follows). A read-through
+/// cache of data (`user:${id}` holding the user, a query's result) has none.
 pub fn dedup_evidence(file: &FileModel, src: &str, check: Option<&CacheOp>, store: &CacheOp) -> Option<Evidence> {
     let cat = &catalog().dedup;
-    let mut words: Vec<String> = Vec::new();
+    let mut names: Vec<Vec<String>> = Vec::new();
     for op in check.into_iter().chain(std::iter::once(store)) {
-        words.extend(tokens(&op.receiver));
-        words.extend(tokens(&op.key_text));
+        names.push(tokens(&op.receiver));
+        names.push(tokens(&op.key_text));
         if let Some(k) = op.key {
-            words.extend(tokens(&definition_text(file, src, op.func, k)));
+            names.push(tokens(&definition_text(file, src, op.func, k)));
         }
     }
-    if words.iter().any(|w| has(&cat.key_words, w)) {
+    let strong = names.iter().flatten().any(|w| has(&cat.strong_words, w));
+    // `event.id`, `messageId`, `request_id`: the word, then an id.
+    let per_item = names.iter().any(|toks| {
+        toks.windows(2)
+            .any(|w| has(&cat.id_words, &w[0]) && has(&cat.id_tokens, &w[1]))
+    });
+    if strong || per_item {
         return Some(Evidence::Key);
     }
     let f = &file.functions[store.func as usize];
-    let value = match store.value {
-        Some(v) => v,
-        // `seen.add(id)`: the membership itself is the marker.
-        None => return (store.backend == Backend::Memory).then_some(Evidence::Value),
-    };
-    if store.backend == Backend::Memory && store.method == "add" {
+    // `seen.add(id)`: membership itself is the marker.
+    if store.backend == Backend::Memory && matches!(store.method.as_str(), "add" | "push" | "append") {
         return Some(Evidence::Value);
     }
-    let value_text = src.get(f.span(value).range()).unwrap_or("");
+    let value = store.value?;
     let literal = match f.expr(value) {
         Expr::Str(s) => has(&cat.marker_values, &s.to_lowercase()),
         Expr::Num(n) => &**n == "1",
         Expr::Bool(b) => *b,
         _ => false,
     };
-    let response = tokens(value_text).iter().any(|t| has(&cat.response_words, t));
-    (literal || response).then_some(Evidence::Value)
+    literal.then_some(Evidence::Value)
 }
 
 /// The text an identifier key was built from (`const key = \`idem:${id}\``),

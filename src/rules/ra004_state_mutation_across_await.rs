@@ -21,7 +21,7 @@
 //! mutex or queue held across; a record locked or reloaded in between.
 
 use crate::analysis::awaits::{
-    self, external_calls_between, holds_guard_across, AccessKind,
+    self, external_calls_between, holds_guard_across, AccessKind, Site,
     AwaitPoint, ExternalKind, Facts, Pos, RootKind, Src, Test, WriteKind,
 };
 use crate::analysis::cache;
@@ -51,7 +51,7 @@ impl super::Rule for Rule {
             return;
         }
         let id = Facts::func_id(cx.file, f);
-        if awaits::runs_under_guard(cx.file, id) {
+        if awaits::runs_under_guard(cx.file, id) || awaits::only_called_under_guard(cx.file, id, cx.src) {
             return;
         }
         let facts = Facts::build(cx.file, id, cx.src, &|_, _| false);
@@ -93,6 +93,8 @@ fn writes_something(f: &Function) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
     LostUpdate,
+    /// A lost update whose stale value only feeds the awaited call.
+    Transform,
     CheckThenAct,
     LazyInit,
     Status,
@@ -141,6 +143,9 @@ impl Act {
 
 fn lost_update(facts: &Facts, place: usize) -> Option<Hazard> {
     let p = &facts.places[place];
+    if !shared_enough(facts, place) {
+        return None;
+    }
     for (wi, w) in facts.accesses.iter().enumerate() {
         if w.place != place {
             continue;
@@ -153,13 +158,18 @@ fn lost_update(facts: &Facts, place: usize) -> Option<Hazard> {
             continue;
         }
         for dep in &w.deps {
-            let Src::Read(r) = *dep else { continue };
+            let Some(r) = dep.read() else { continue };
             let r = &facts.accesses[r as usize];
             if !facts.places[r.place].extends(p) || !facts.same_key(r.key, w.key) {
                 continue;
             }
+            // An identifier does not go stale: `order.sub = await
+            // load(order.sub.id)` reloads, it does not overwrite an update.
+            if id_like(facts.places[r.place].last()) {
+                continue;
+            }
             let Some(a) = facts
-                .awaits_between(r.pos, w.pos)
+                .awaits_on_path(facts.site_of(r), facts.site_of(w))
                 .find(|a| a.expr.is_none_or(|e| !facts.exclusive(r.expr, e)))
             else {
                 continue;
@@ -169,8 +179,16 @@ fn lost_update(facts: &Facts, place: usize) -> Option<Hazard> {
             {
                 continue;
             }
+            // `x = await next(x)`: the old value only feeds the awaited call,
+            // a transformation (a cursor, a reducer) rather than a counter
+            // (ESLint #11899). On a parameter or captured variable it is
+            // not reported; on `this` / module state with low confidence.
+            let transform = a.expr.is_some_and(|e| facts.func.span(e).contains(facts.func.span(r.expr)));
+            if transform && matches!(p.kind, RootKind::Param | RootKind::Captured) {
+                continue;
+            }
             return Some(Hazard {
-                variant: Variant::LostUpdate,
+                variant: if transform { Variant::Transform } else { Variant::LostUpdate },
                 place,
                 act: Act::Write(wi),
                 earlier: r.expr,
@@ -182,6 +200,13 @@ fn lost_update(facts: &Facts, place: usize) -> Option<Hazard> {
         }
     }
     None
+}
+
+fn id_like(name: &str) -> bool {
+    matches!(name, "id" | "pk" | "uuid" | "_id" | "key")
+        || name.ends_with("_id")
+        || name.ends_with("Id")
+        || name.ends_with("ID")
 }
 
 /// The function writes the place itself between `from` and `to`: it claimed
@@ -242,52 +267,204 @@ fn reloaded_between(facts: &Facts, root: &str, from: Pos, to: Pos) -> bool {
 
 fn check_then_act(facts: &Facts, place: usize) -> Option<Hazard> {
     let p = &facts.places[place];
+    if !shared_enough(facts, place) {
+        return None;
+    }
     for (wi, w) in facts.accesses.iter().enumerate() {
         if w.place != place || !w.is_write() || w.is_clear() {
             continue;
         }
         let stmt_span = facts.func.stmts[w.stmt].span;
-        for (ti, test) in facts.tests.iter().enumerate() {
-            let Some(c) = test.srcs.iter().find_map(|s| match *s {
-                Src::Read(r) => {
-                    let r = &facts.accesses[r as usize];
+        // `this.client ??= await connect()`: checks and initialises in one
+        // expression, with the await in between.
+        if let Some(g) = w.guard {
+            let c = &facts.accesses[g as usize];
+            if let Some(a) = facts.awaits_on_path(facts.site_of(c), facts.site_of(w)).next() {
+                if p.kind != RootKind::Param
+                    && !awaits_shared_promise(facts, w)
+                    && !safe_stretch(facts, place, c.pos, w.pos)
+                {
+                    return Some(Hazard {
+                        variant: Variant::LazyInit,
+                        place,
+                        act: Act::Write(wi),
+                        earlier: c.expr,
+                        test: None,
+                        yield_at: a.clone(),
+                        external: None,
+                        first_await_stmt: a.stmt,
+                    });
+                }
+            }
+            continue;
+        }
+        // Every check of the place that decides whether the write runs.
+        let checks: Vec<(usize, &awaits::Access)> = facts
+            .tests
+            .iter()
+            .enumerate()
+            .filter_map(|(ti, test)| {
+                let c = test.srcs.iter().find_map(|s| {
+                    let r = &facts.accesses[s.read()? as usize];
                     (r.kind == AccessKind::Read
                         && facts.places[r.place].extends(p)
                         && facts.same_key(r.key, w.key)
                         && r.pos < w.pos)
                         .then_some(r)
+                })?;
+                // `if (user.email !== input.email) {...; user.email =
+                // input.email}` detects a change; it does not claim anything.
+                if compares_with_written(facts, test, w) {
+                    return None;
                 }
-                _ => None,
-            }) else {
-                continue;
-            };
-            let Some(a) = facts.awaits_between(c.pos, w.pos).next() else {
-                continue;
-            };
-            if !facts.controls(test, w.ctx, stmt_span)
-                || claimed_between(facts, place, w.key, c.pos, a.pos)
+                facts.controls(test, w.ctx, stmt_span).then_some((ti, c))
+            })
+            .collect();
+        // A check made again after the await (double-checked locking), or
+        // one the function guards: the write is decided on fresh state.
+        let fresh = |c: &awaits::Access| {
+            facts.awaits_on_path(facts.site_of(c), facts.site_of(w)).next().is_none()
                 || safe_stretch(facts, place, c.pos, w.pos)
-            {
+        };
+        if checks.is_empty() || checks.iter().any(|(_, c)| fresh(c)) {
+            continue;
+        }
+        let (ti, c) = checks[0];
+        let a = facts.awaits_on_path(facts.site_of(c), facts.site_of(w)).next()?;
+        if claimed_between(facts, place, w.key, c.pos, a.pos) || claimed_by_test(facts, ti, c.pos, a.pos) {
+            continue;
+        }
+        let evidence = dedup_evidence(facts, w);
+        // Storing data into an empty place is lazy initialisation (or a
+        // memo); storing a marker (`true`, a Set entry) is check-then-act.
+        let stores_data = match w.kind {
+            AccessKind::Write(WriteKind::Assign) => w.value.is_some_and(|v| !literal(facts.func, v)),
+            AccessKind::Write(WriteKind::Add) => {
+                w.key.is_some() && w.value != w.key && w.value.is_some_and(|v| !literal(facts.func, v))
+            }
+            _ => false,
+        };
+        let lazy = stores_data && evidence.is_none() && emptiness_check(facts, &facts.tests[ti], c);
+        if lazy {
+            // Filling in a field of an object passed in initialises the
+            // caller's own object; awaiting a promise kept in shared state
+            // (`this.raw = await this.rawPromise`) is the safe pattern.
+            if p.kind == RootKind::Param || awaits_shared_promise(facts, w) {
                 continue;
             }
-            let evidence = dedup_evidence(facts, w);
-            let lazy = facts.from_await(w)
-                && evidence.is_none()
-                && matches!(w.kind, AccessKind::Write(WriteKind::Assign | WriteKind::Add))
-                && w.value.is_some_and(|v| !literal(facts.func, v));
-            return Some(Hazard {
-                variant: if lazy { Variant::LazyInit } else { Variant::CheckThenAct },
-                place,
-                act: Act::Write(wi),
-                earlier: c.expr,
-                test: Some(ti),
-                yield_at: a.clone(),
-                external: None,
-                first_await_stmt: a.stmt,
-            });
         }
+        return Some(Hazard {
+            variant: if lazy { Variant::LazyInit } else { Variant::CheckThenAct },
+            place,
+            act: Act::Write(wi),
+            earlier: c.expr,
+            test: Some(ti),
+            yield_at: a.clone(),
+            external: None,
+            first_await_stmt: a.stmt,
+        });
     }
     None
+}
+
+/// Whether a test asks only whether the place (or its entry) is empty:
+/// `!p`, `p == null`, `p is None`, `not p`, `!p.has(k)`, `k not in p`,
+/// `p.get(k)` (directly or through a local holding it).
+fn emptiness_check(facts: &Facts, test: &Test, c: &awaits::Access) -> bool {
+    let f = facts.func;
+    let c_id = facts.accesses.iter().position(|a| std::ptr::eq(a, c)).map(|i| i as u32);
+    let nodes = f.descendants(test.expr);
+    let start = nodes.iter().copied().find(|&d| {
+        d == c.expr
+            || (matches!(f.expr(d), Expr::Ident(_))
+                && facts.taint[d as usize].iter().any(|s| s.read() == c_id))
+    });
+    let Some(mut cur) = start else { return false };
+    let nullish = |e: ExprId| {
+        matches!(f.expr(e), Expr::Null) || matches!(f.expr(e), Expr::Ident(n) if &**n == "undefined")
+    };
+    for _ in 0..16 {
+        if cur == test.expr {
+            return true;
+        }
+        let Some(p) = facts.parents[cur as usize] else { return true };
+        match f.expr(p) {
+            Expr::Unary { op, .. } if matches!(&**op, "!" | "not") => {}
+            Expr::Binary { op, left, right } => match &**op {
+                "&&" | "||" | "and" | "or" | "??" => {}
+                "==" | "===" | "!=" | "!==" | "is" | "is not" => {
+                    let other = if *left == cur { *right } else { *left };
+                    if !nullish(other) {
+                        return false;
+                    }
+                }
+                "in" | "not in" if *right == cur => {}
+                _ => return false,
+            },
+            // `p.has(k)`, `p.get(k)`: a method on the collection.
+            Expr::Member { object, .. } if *object == cur => {}
+            Expr::Call { callee, .. } if *callee == cur => {}
+            Expr::Await(_) => {}
+            _ => return false,
+        }
+        cur = p;
+    }
+    false
+}
+
+/// Whether the test compares the place with the very value the write stores.
+fn compares_with_written(facts: &Facts, test: &Test, w: &awaits::Access) -> bool {
+    let f = facts.func;
+    let Some(value) = w.value else { return false };
+    let written = facts.expr_text(value).split_whitespace().collect::<String>();
+    f.descendants(test.expr).into_iter().any(|d| match f.expr(d) {
+        Expr::Binary { op, left, right } if matches!(&**op, "===" | "==" | "!==" | "!=") => {
+            [*left, *right]
+                .iter()
+                .any(|e| facts.expr_text(*e).split_whitespace().collect::<String>() == written)
+        }
+        _ => false,
+    })
+}
+
+/// The test reads another place that the function writes right after it,
+/// before the await: `if (this.destroying || this.status === 'end') return;
+/// this.destroying = true;` claims the whole check with its own flag.
+fn claimed_by_test(facts: &Facts, test: usize, from: Pos, to: Pos) -> bool {
+    facts.tests[test].srcs.iter().any(|s| match s.read() {
+        Some(r) => {
+            let r = &facts.accesses[r as usize];
+            facts.accesses.iter().any(|a| {
+                a.is_write() && !a.is_clear() && a.place == r.place && from < a.pos && a.pos < to
+            })
+        }
+        None => false,
+    })
+}
+
+/// Whether the value written comes from awaiting a promise kept in shared
+/// state (`await this.connecting`).
+fn awaits_shared_promise(facts: &Facts, w: &awaits::Access) -> bool {
+    let f = facts.func;
+    w.deps.iter().any(|s| match *s {
+        Src::Await(a) => match f.expr(a) {
+            Expr::Await(inner) => facts
+                .taint[*inner as usize]
+                .iter()
+                .any(|t| t.read().is_some())
+                && matches!(f.expr(*inner), Expr::Member { .. } | Expr::Ident(_)),
+            _ => false,
+        },
+        _ => false,
+    })
+}
+
+/// Properties of an object passed in count as shared when the object is a
+/// stored record (written back here) or a collection; any other parameter
+/// is the caller's own object (ESLint #11899, #17312).
+fn shared_enough(facts: &Facts, place: usize) -> bool {
+    let p = &facts.places[place];
+    p.kind != RootKind::Param || record_like(facts, &p.root, p.kind) || facts.is_collection(p)
 }
 
 fn literal(f: &Function, v: ExprId) -> bool {
@@ -334,6 +511,8 @@ struct StatusUpdate {
     call: ExprId,
     pos: Pos,
     field: String,
+    /// The status value written.
+    value: Option<ExprId>,
     /// The update's filter checks the status too: a conditional transition.
     conditional: bool,
 }
@@ -365,6 +544,7 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                     continue;
                 }
                 let mut sets = None;
+                let mut value = None;
                 let mut conditional = false;
                 // Which argument filters and which sets.
                 let with_where = args.iter().position(|a| object_has(f, a.value, "where"));
@@ -372,6 +552,7 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                     if let Some(name) = &a.name {
                         if is_status_name(name) {
                             sets = Some(name.to_string());
+                            value = Some(a.value);
                         }
                         continue;
                     }
@@ -387,14 +568,16 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                                 conditional = true;
                             }
                         } else if matches!(&**k, "data" | "$set" | "set" | "values") {
-                            if let Some(name) = status_key(f, prop.value) {
+                            if let Some((name, v)) = status_key(f, prop.value) {
                                 sets = Some(name);
+                                value = Some(v);
                             }
                         } else if is_status_name(k) {
                             if is_filter {
                                 conditional = true;
                             } else {
                                 sets = Some(k.to_string());
+                                value = Some(prop.value);
                             }
                         }
                     }
@@ -409,6 +592,7 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                         call: i,
                         pos,
                         field,
+                        value,
                         conditional,
                     });
                 }
@@ -430,6 +614,7 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                         call: i,
                         pos,
                         field: field.trim_matches('"').to_string(),
+                        value: None,
                         conditional,
                     });
                 }
@@ -444,10 +629,10 @@ fn object_has(f: &Function, obj: ExprId, key: &str) -> bool {
     matches!(f.expr(obj), Expr::Object(props) if props.iter().any(|p| matches!(&p.key, PropKey::Name(k) if &**k == key)))
 }
 
-fn status_key(f: &Function, obj: ExprId) -> Option<String> {
+fn status_key(f: &Function, obj: ExprId) -> Option<(String, ExprId)> {
     let Expr::Object(props) = f.expr(obj) else { return None };
     props.iter().find_map(|p| match &p.key {
-        PropKey::Name(k) if is_status_name(k) => Some(k.to_string()),
+        PropKey::Name(k) if is_status_name(k) => Some((k.to_string(), p.value)),
         _ => None,
     })
 }
@@ -526,13 +711,13 @@ fn status_transition(facts: &Facts, place: usize, updates: &[StatusUpdate]) -> O
     let conditional_before = |at: Pos| updates.iter().any(|u| u.conditional && u.pos < at);
     // The halves before the await: checks of the status, and (on a stored
     // record, whose in-memory copy each request loads for itself) writes.
-    let mut claims: Vec<(Pos, ExprId, Option<usize>)> = Vec::new();
+    let mut claims: Vec<(Site, ExprId, Option<usize>)> = Vec::new();
     for (ti, t) in facts.tests.iter().enumerate() {
         for s in &t.srcs {
-            if let Src::Read(r) = *s {
+            if let Some(r) = s.read() {
                 let r = &facts.accesses[r as usize];
                 if r.place == place && r.kind == AccessKind::Read {
-                    claims.push((r.pos, r.expr, Some(ti)));
+                    claims.push((facts.site_of(r), r.expr, Some(ti)));
                 }
             }
         }
@@ -540,11 +725,11 @@ fn status_transition(facts: &Facts, place: usize, updates: &[StatusUpdate]) -> O
     if stored {
         for a in &facts.accesses {
             if a.place == place && a.is_write() && !a.is_clear() {
-                claims.push((a.pos, a.expr, None));
+                claims.push((facts.site_of(a), a.expr, None));
             }
         }
     }
-    claims.sort_by_key(|c| c.0);
+    claims.sort_by_key(|c| c.0.pos);
     // The acts after it: in-memory writes, and UPDATEs of the same field on
     // a stored record.
     let mut acts: Vec<Act> = facts
@@ -576,17 +761,42 @@ fn status_transition(facts: &Facts, place: usize, updates: &[StatusUpdate]) -> O
                 None => continue,
             },
         };
-        for &(from, earlier, test) in &claims {
-            if from >= at {
+        let act_value = match act {
+            Act::Write(w) => facts.accesses[w].value,
+            Act::Update(u) => updates[u].value,
+        }
+        .map(|v| facts.expr_text(v).to_string());
+        let act_site = Site {
+            pos: at,
+            ctx: act_ctx,
+            span: facts.func.span(act.expr(facts, updates)),
+        };
+        for &(claim, earlier, test) in &claims {
+            let from = claim.pos;
+            if from >= at || !facts.reaches(claim, act_site) {
                 continue;
             }
-            let Some(a) = facts.awaits_between(from, at).next() else { continue };
+            // Setting the status it was checked to have is no transition.
+            if let (Some(ti), Some(v)) = (test, &act_value) {
+                if checked_status(facts, &facts.tests[ti], earlier).as_deref() == Some(v.as_str()) {
+                    continue;
+                }
+            }
+            let Some(a) = facts.awaits_on_path(claim, act_site).next() else { continue };
+            // `if not await repo.start_finalization(order.id): raise`: the
+            // code claims the record through a call it checks.
+            if claimed_by_checked_call(facts, &p.root, claim, act_site) {
+                continue;
+            }
             if let Some(ti) = test {
                 if !facts.controls(&facts.tests[ti], act_ctx, act_span) {
                     continue;
                 }
                 // In memory a synchronous write after the check is the claim.
-                if !stored && claimed_between(facts, place, None, from, a.pos) {
+                if !stored
+                    && (claimed_between(facts, place, None, from, a.pos)
+                        || claimed_by_test(facts, ti, from, a.pos))
+                {
                     continue;
                 }
             }
@@ -607,6 +817,34 @@ fn status_transition(facts: &Facts, place: usize, updates: &[StatusUpdate]) -> O
         }
     }
     None
+}
+
+/// A test on an awaited call that takes the record (or its id) and leaves
+/// when the call says no: an atomic claim made by a repository method.
+fn claimed_by_checked_call(facts: &Facts, root: &str, from: Site, to: Site) -> bool {
+    let f = facts.func;
+    facts.tests.iter().any(|t| {
+        let tpos = Pos::read(f.stmts[t.stmt].span);
+        if !(from.pos < tpos && tpos < to.pos) {
+            return false;
+        }
+        let exits = f
+            .ctxs
+            .iter()
+            .enumerate()
+            .any(|(i, c)| c.test == Some(t.expr) && c.kind == crate::model::CtxKind::Then && facts.exits(i as crate::model::CtxId));
+        exits
+            && t.srcs.iter().any(|s| match *s {
+                Src::Await(a) => {
+                    let inner = f.unwrap_await(a);
+                    matches!(f.expr(inner), Expr::Call { args, .. } if args.iter().any(|arg| {
+                        let text = facts.expr_text(arg.value);
+                        text == root || text.starts_with(&format!("{root}."))
+                    }))
+                }
+                _ => false,
+            })
+    })
 }
 
 /// The statement context and span holding an expression.
@@ -638,10 +876,7 @@ fn report(cx: &Context, facts: &Facts, h: &Hazard, updates: &[StatusUpdate]) -> 
     let act_expr = h.act.expr(facts, updates);
     let act_span = f.span(act_expr);
     let place_text = place_text(facts, h);
-    let yield_text = match h.yield_at.expr {
-        Some(e) => short(facts.expr_text(e)),
-        None => short(facts.text(h.yield_at.span).lines().next().unwrap_or("")),
-    };
+    let yield_text = yield_text(facts, h);
     let earlier_text = short(facts.expr_text(h.earlier));
     let act_text = short(facts.expr_text(act_expr));
     let (message, related, risk, confidence) = match h.variant {
@@ -651,7 +886,15 @@ fn report(cx: &Context, facts: &Facts, h: &Hazard, updates: &[StatusUpdate]) -> 
             ),
             format!("`{place_text}` is read here, before the await"),
             Risk::Medium,
-            Confidence::High,
+            if place.kind == RootKind::Param { Confidence::Medium } else { Confidence::High },
+        ),
+        Variant::Transform => (
+            format!(
+                "`{place_text}` is handed to `{yield_text}` and replaced by its result: an update another call makes during the await is overwritten"
+            ),
+            format!("`{place_text}` is read here, before the await"),
+            Risk::Medium,
+            Confidence::Low,
         ),
         Variant::CheckThenAct => (
             format!(
@@ -697,7 +940,7 @@ fn report(cx: &Context, facts: &Facts, h: &Hazard, updates: &[StatusUpdate]) -> 
         }
     };
     let suggestion = match h.variant {
-        Variant::LostUpdate => rewrite_lost_update(cx, facts, h),
+        Variant::LostUpdate | Variant::Transform => rewrite_lost_update(cx, facts, h),
         Variant::CheckThenAct => rewrite_claim(cx, facts, h),
         Variant::LazyInit => rewrite_lazy(cx, facts, h),
         Variant::Status => rewrite_status(cx, facts, h, updates),
@@ -724,6 +967,9 @@ fn place_text(facts: &Facts, h: &Hazard) -> String {
             e = *object;
         }
     }
+    if let Expr::Assign { target, .. } = f.expr(e) {
+        e = *target;
+    }
     if let Expr::Index { object, .. } = f.expr(e) {
         e = *object;
     }
@@ -738,8 +984,24 @@ fn place_text(facts: &Facts, h: &Hazard) -> String {
 fn yield_text(facts: &Facts, h: &Hazard) -> String {
     match h.yield_at.expr {
         Some(e) => short(facts.expr_text(e)),
-        None => short(facts.text(h.yield_at.span).lines().next().unwrap_or("")),
+        None => short(&await_point_label(facts, h.yield_at.span)),
     }
+}
+
+/// `for await (...)`, `async for ...:`, `async with ...:` for a yield point
+/// without an `await` expression (the model gives the loop or the `with`
+/// body; the header is on the line that opens it).
+fn await_point_label(facts: &Facts, span: Span) -> String {
+    let before = facts.src.get(..span.start as usize).unwrap_or("");
+    let from = before.len().saturating_sub(400);
+    let window = &facts.src[from..(span.start as usize + 40).min(span.end as usize).min(facts.src.len())];
+    for key in ["for await", "async for", "async with"] {
+        if let Some(i) = window.rfind(key) {
+            let line = window[i..].lines().next().unwrap_or(key);
+            return line.trim_end_matches([':', '{', ' ']).to_string();
+        }
+    }
+    facts.text(span).lines().next().unwrap_or("").to_string()
 }
 
 fn stmt_text(cx: &Context, facts: &Facts, stmt: usize) -> String {
@@ -995,14 +1257,14 @@ fn rewrite_lost_update(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
     }
     // The stale value came through a local: read the place again.
     let mut edits = Vec::new();
-    if let Some(Src::Read(r)) = w.deps.iter().find(|s| matches!(s, Src::Read(r) if facts.accesses[*r as usize].place == h.place || facts.places[facts.accesses[*r as usize].place].extends(place))) {
-        let r = &facts.accesses[*r as usize];
+    if let Some(r) = w.deps.iter().filter_map(|s| s.read()).find(|r| facts.accesses[*r as usize].place == h.place || facts.places[facts.accesses[*r as usize].place].extends(place)) {
+        let r = &facts.accesses[r as usize];
         let stale_text = facts.expr_text(r.expr).to_string();
         // Replace each local that carried the stale read by the place itself.
         if let Some(value) = w.value {
             for d in f.descendants(value) {
                 if let Expr::Ident(n) = f.expr(d) {
-                    if facts.taint[d as usize].iter().any(|s| matches!(s, Src::Read(x) if facts.accesses[*x as usize].expr == r.expr)) {
+                    if facts.taint[d as usize].iter().any(|s| s.read().is_some_and(|x| facts.accesses[x as usize].expr == r.expr)) {
                         if let Some(def) = local_definition(f, n, f.span(d).start) {
                             let def_text = facts.expr_text(def);
                             let text = if def_text.contains(&*stale_text) && def_text != stale_text {

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use crate::analysis::awaits::{holds_guard_across, Facts, Pos, Src, Test};
+use crate::analysis::awaits::{holds_guard_across, Facts, Pos, Site, Src, Test};
 use crate::analysis::cache::{self, Backend, CacheOp, Evidence, OpKind};
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
 use crate::model::{CtxId, Expr, ExprId, Family, FuncId, Span};
@@ -41,6 +41,9 @@ impl super::Rule for Rule {
 
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         let file = cx.file;
+        if cx.is_module() {
+            return;
+        }
         let id = Facts::func_id(file, cx.func);
         let ops: Vec<CacheOp> = cache::subtree(file, id)
             .into_iter()
@@ -59,6 +62,8 @@ impl super::Rule for Rule {
                     || !crate::analysis::awaits::same_key_text(&check.key_text, &store.key_text)
                     || check.span.end > store.span.start
                     || cache::common_ancestor(file, check.func, store.func) != id
+                    || !closure_of(file, id, check.func)
+                    || !closure_of(file, id, store.func)
                 {
                     continue;
                 }
@@ -77,6 +82,23 @@ impl super::Rule for Rule {
             }
         }
     }
+}
+
+/// `inner` is `outer` or a closure defined in it (through other closures):
+/// a method of a class defined inside is a separate unit.
+fn closure_of(file: &crate::model::FileModel, outer: FuncId, inner: FuncId) -> bool {
+    let mut cur = inner;
+    while cur != outer {
+        let g = &file.functions[cur as usize];
+        if g.kind == crate::model::FunctionKind::Method {
+            return false;
+        }
+        match g.parent {
+            Some(p) => cur = p,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A reservation of the key (SET NX, SETNX, `cache.add`, `setdefault`) or a
@@ -236,7 +258,9 @@ fn hazard(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Option<
             Some((_, _, None)) => {
                 // The store must come after an await: before the first one it
                 // is a synchronous reservation.
-                fx.awaits_between(check_pos, store_pos).next()?;
+                let from = Site { pos: check_pos, ctx: check.ctx, span: check.span };
+                let to = Site { pos: store_pos, ctx: store.ctx, span: store.span };
+                fx.awaits_on_path(from, to).next()?;
             }
             Some((_, _, Some(closure))) if runs_synchronously(cx, check.func, closure) => return None,
             _ => {}
