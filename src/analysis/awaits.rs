@@ -36,6 +36,7 @@ pub struct AsyncCatalog {
     pub places: PlacesCat,
     pub records: RecordsCat,
     pub collections: CollectionsCat,
+    pub lazy: LazyCat,
     pub guards: GuardsCat,
     pub external: ExternalCat,
 }
@@ -73,6 +74,13 @@ pub struct CollectionsCat {
     pub collection_constructors: Vec<String>,
     pub add_methods: Vec<String>,
     pub clear_methods: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LazyCat {
+    pub resource_words: Vec<String>,
+    pub data_constructors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -949,6 +957,18 @@ impl<'a> Facts<'a> {
                             self.accesses[w as usize].guard = guard;
                         }
                     }
+                    // `a, b = x, y`: element by element.
+                    Expr::Array(targets)
+                        if matches!(f.expr(value), Expr::Array(values) if values.len() == targets.len()) =>
+                    {
+                        let Expr::Array(values) = f.expr(value) else { unreachable!() };
+                        for (t_el, v_el) in targets.clone().into_iter().zip(values.clone()) {
+                            if let Expr::Ident(n) = f.expr(t_el) {
+                                env.insert(n.clone(), self.taint[v_el as usize].clone());
+                                aliases.remove(n);
+                            }
+                        }
+                    }
                     _ => {
                         // Destructuring: every bare name gets the whole value.
                         let mut stack = vec![target];
@@ -1191,13 +1211,13 @@ impl<'a> Facts<'a> {
             let cx = &f.ctxs[x as usize];
             for &y in &chain_b {
                 let cy = &f.ctxs[y as usize];
+                // `if`/`else`, and sibling `elif` clauses (each an `else`
+                // of the same `if`).
                 if x != y
                     && cx.test.is_some()
                     && cx.test == cy.test
-                    && matches!(
-                        (&cx.kind, &cy.kind),
-                        (CtxKind::Then, CtxKind::Else) | (CtxKind::Else, CtxKind::Then)
-                    )
+                    && matches!(cx.kind, CtxKind::Then | CtxKind::Else)
+                    && matches!(cy.kind, CtxKind::Then | CtxKind::Else)
                 {
                     return false;
                 }
@@ -1207,7 +1227,7 @@ impl<'a> Facts<'a> {
             }
             let leaves = f.stmts.iter().any(|s| {
                 s.ctx == x
-                    && s.span.start >= a.span.end
+                    && s.span.end >= a.span.end
                     && matches!(s.kind, StmtKind::Return(_) | StmtKind::Throw(_))
             });
             if leaves && b.span.start >= cx.span.end {

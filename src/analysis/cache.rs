@@ -396,7 +396,7 @@ pub fn dedup_evidence(file: &FileModel, src: &str, check: Option<&CacheOp>, stor
     }
     let f = &file.functions[store.func as usize];
     // `seen.add(id)`: membership itself is the marker.
-    if store.backend == Backend::Memory && matches!(store.method.as_str(), "add" | "push" | "append") {
+    if store.backend == Backend::Memory && store.method == "add" {
         return Some(Evidence::Value);
     }
     let value = store.value?;

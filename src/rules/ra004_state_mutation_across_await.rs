@@ -282,6 +282,7 @@ fn check_then_act(facts: &Facts, place: usize) -> Option<Hazard> {
             if let Some(a) = facts.awaits_on_path(facts.site_of(c), facts.site_of(w)).next() {
                 if p.kind != RootKind::Param
                     && !awaits_shared_promise(facts, w)
+                    && creates_resource(facts, w)
                     && !safe_stretch(facts, place, c.pos, w.pos)
                 {
                     return Some(Hazard {
@@ -335,21 +336,27 @@ fn check_then_act(facts: &Facts, place: usize) -> Option<Hazard> {
             continue;
         }
         let evidence = dedup_evidence(facts, w);
-        // Storing data into an empty place is lazy initialisation (or a
-        // memo); storing a marker (`true`, a Set entry) is check-then-act.
-        let stores_data = match w.kind {
+        // Storing a value into an empty place is lazy initialisation (or a
+        // memo); storing a marker (`true`, a Set entry, the object the work
+        // was done for) is check-then-act.
+        let from_await = facts.from_await(w);
+        let stores_value = match w.kind {
             AccessKind::Write(WriteKind::Assign) => w.value.is_some_and(|v| !literal(facts.func, v)),
-            AccessKind::Write(WriteKind::Add) => {
-                w.key.is_some() && w.value != w.key && w.value.is_some_and(|v| !literal(facts.func, v))
+            AccessKind::Write(WriteKind::Add) if w.key.is_some() => {
+                w.value != w.key && w.value.is_some_and(|v| !literal(facts.func, v))
             }
+            AccessKind::Write(WriteKind::Add) => from_await,
             _ => false,
         };
-        let lazy = stores_data && evidence.is_none() && emptiness_check(facts, &facts.tests[ti], c);
+        let lazy = stores_value
+            && evidence.is_none()
+            && (emptiness_check(facts, &facts.tests[ti], c) || w.key.is_none() && from_await);
         if lazy {
             // Filling in a field of an object passed in initialises the
             // caller's own object; awaiting a promise kept in shared state
-            // (`this.raw = await this.rawPromise`) is the safe pattern.
-            if p.kind == RootKind::Param || awaits_shared_promise(facts, w) {
+            // (`this.raw = await this.rawPromise`) is the safe pattern; a memo
+            // of plain data loaded twice costs a query, it opens nothing.
+            if p.kind == RootKind::Param || awaits_shared_promise(facts, w) || !creates_resource(facts, w) {
                 continue;
             }
         }
@@ -365,6 +372,30 @@ fn check_then_act(facts: &Facts, place: usize) -> Option<Hazard> {
         });
     }
     None
+}
+
+/// Whether the value stored is a resource made for it: a `new` of anything
+/// but a plain collection, or a call whose name says it connects, creates,
+/// opens or starts something (directly, or in the awaited call it comes from).
+fn creates_resource(facts: &Facts, w: &awaits::Access) -> bool {
+    let f = facts.func;
+    let cat = &awaits::catalog().lazy;
+    let mut roots: Vec<ExprId> = w.value.into_iter().collect();
+    roots.extend(w.deps.iter().filter_map(|s| match *s {
+        Src::Await(a) => Some(a),
+        _ => None,
+    }));
+    roots.into_iter().flat_map(|r| f.descendants(r)).any(|d| match f.expr(d) {
+        Expr::New { callee, .. } => f
+            .callee_name(*callee)
+            .is_some_and(|n| !cat.data_constructors.iter().any(|c| c == n)),
+        // The method's own name: `connect`, `createConnection`,
+        // `get_async_client` (not the receiver: `client.v1.accounts.retrieve`).
+        Expr::Call { callee, .. } => f
+            .callee_name(*callee)
+            .is_some_and(|n| awaits::has_token(n, &cat.resource_words)),
+        _ => false,
+    })
 }
 
 /// Whether a test asks only whether the place (or its entry) is empty:
@@ -402,7 +433,7 @@ fn emptiness_check(facts: &Facts, test: &Test, c: &awaits::Access) -> bool {
                 _ => return false,
             },
             // `p.has(k)`, `p.get(k)`: a method on the collection.
-            Expr::Member { object, .. } if *object == cur => {}
+            Expr::Member { object, .. } | Expr::Index { object, .. } if *object == cur => {}
             Expr::Call { callee, .. } if *callee == cur => {}
             Expr::Await(_) => {}
             _ => return false,
