@@ -173,17 +173,20 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                 let arg = |n: usize| args.get(n).map(|a| a.value);
                 let arg_text = |n: usize| arg(n).map(|a| squash(text(a))).unwrap_or_default();
                 if let Some(backend) = client_backend(file, id, src, &scope, receiver) {
-                    let two_part = matches!(method, "hget" | "hexists" | "sismember" | "hset" | "sadd" | "hsetnx");
+                    let two_part = matches!(
+                        method,
+                        "hget" | "hexists" | "sismember" | "hset" | "sadd" | "hsetnx" | "hGet" | "hExists"
+                            | "sIsMember" | "hSet" | "sAdd" | "hSetNX"
+                    );
                     let key_text = if two_part {
                         format!("{}|{}", arg_text(0), arg_text(1))
                     } else {
                         arg_text(0)
                     };
                     let value = match method {
-                        "setex" | "psetex" => arg(2),
-                        m if two_part && m != "sismember" && m != "hget" && m != "hexists" => {
-                            if m == "sadd" { arg(1) } else { arg(2) }
-                        }
+                        "setex" | "psetex" | "setEx" | "pSetEx" => arg(2),
+                        "sadd" | "sAdd" => arg(1),
+                        "hset" | "hSet" | "hsetnx" | "hSetNX" => arg(2),
                         _ => arg(1),
                     };
                     let kind = if has(&cat.ops.scripts, method) {

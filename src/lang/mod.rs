@@ -447,12 +447,14 @@ fn lower_unit<'t, F: Frontend>(
                 if opened_class {
                     lw.class_stack.pop();
                 }
-                // Statements of a branch belong inside its context, but the
-                // node's own exit runs after the branch: close it first.
+                // The node that opened a context is the branch itself: a
+                // single-statement branch (`if (x) return;`) emits its own
+                // statement inside it, so close the context after its exit.
+                let exit = fe.exit(&mut lw, node, &role, mark);
                 if opened_ctx {
                     lw.ctx_stack.pop();
                 }
-                match fe.exit(&mut lw, node, &role, mark) {
+                match exit {
                     Exit::Expr(expr) => {
                         lw.results.truncate(mark);
                         lw.results.push(Child { node, field, expr });

@@ -55,10 +55,13 @@ impl super::Rule for Rule {
             return;
         }
         let facts = Facts::build(cx.file, id, cx.src, &|_, _| false);
-        if facts.awaits.is_empty() || !facts.accesses.iter().any(|a| a.is_write()) {
+        if facts.awaits.is_empty() {
             return;
         }
         let updates = status_updates(&facts);
+        if updates.is_empty() && !facts.accesses.iter().any(|a| a.is_write()) {
+            return;
+        }
         for place in 0..facts.places.len() {
             let hazard = status_transition(&facts, place, &updates)
                 .or_else(|| lost_update(&facts, place))
