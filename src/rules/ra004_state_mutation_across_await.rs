@@ -89,6 +89,9 @@ fn writes_something(f: &Function) -> bool {
             c.add_methods.iter().any(|x| x == m)
                 || awaits::catalog().records.update_methods.iter().any(|x| x == m)
         }),
+        Expr::Str(t) | Expr::Template { text: t, .. } => {
+            t.trim_start().get(..6).is_some_and(|p| p.eq_ignore_ascii_case("update"))
+        }
         _ => false,
     })
 }
@@ -631,8 +634,8 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                     });
                 }
             }
-            Expr::Str(_) | Expr::Template { .. } => {
-                let text = facts.expr_text(i).to_ascii_lowercase();
+            Expr::Str(text) | Expr::Template { text, .. } => {
+                let text = text.to_ascii_lowercase();
                 let Some(set_at) = text.find(" set ") else { continue };
                 if !text.trim_start().trim_start_matches(['`', '"', '\'']).starts_with("update") {
                     continue;
