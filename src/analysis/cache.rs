@@ -278,7 +278,8 @@ fn client_backend(file: &FileModel, id: FuncId, src: &str, scope: &Scope, receiv
     let last = names.last().copied().unwrap_or("");
     // A local or parameter is a client only if its name says so; `client`
     // alone is one if it was built by a redis/cache constructor.
-    let named = names.iter().any(|n| has_token(n, &cat.words));
+    let named = names.iter().any(|n| has_token(n, &cat.words))
+        || (names.len() == 1 && typed_as_client(file, id, src, last));
     let constructed = !named && !last.is_empty() && built_by_client_ctor(file, src, last);
     if !named && !constructed {
         return None;
@@ -309,6 +310,22 @@ fn client_backend(file: &FileModel, id: FuncId, src: &str, scope: &Scope, receiv
             }
         }
     })
+}
+
+/// A parameter (of the function or one around it) declared with a client
+/// type: `client: Redis`, `cache: Cache`.
+fn typed_as_client(file: &FileModel, id: FuncId, src: &str, name: &str) -> bool {
+    let cat = &catalog().clients;
+    let mut cur = Some(id);
+    while let Some(fid) = cur {
+        let g = &file.functions[fid as usize];
+        if let Some(p) = g.params.iter().find(|p| &*p.name == name) {
+            let decl = src.get(p.span.range()).unwrap_or("");
+            return decl.split_once(':').is_some_and(|(_, ty)| has_token(ty, &cat.words));
+        }
+        cur = g.parent;
+    }
+    false
 }
 
 /// Whether some assignment in the file binds `name` (or `this.name`) to a

@@ -54,7 +54,7 @@ impl super::Rule for Rule {
         }
         let mut facts: HashMap<FuncId, Facts> = HashMap::new();
         for store in ops.iter().filter(|o| o.kind == OpKind::Store) {
-            if reserved(&ops, store) {
+            if reserved(&ops, store) || defines_script(cx, &store.receiver) {
                 continue;
             }
             for check in ops.iter().filter(|o| o.kind == OpKind::Check) {
@@ -109,6 +109,27 @@ fn reserved(ops: &[CacheOp], store: &CacheOp) -> bool {
             && (o.kind == OpKind::Script
                 || (o.kind == OpKind::Reserve
                     && crate::analysis::awaits::same_key_text(&o.key_text, &store.key_text)))
+    })
+}
+
+/// A Lua command registered on the same client anywhere in the file
+/// (`redis.defineCommand(...)` in a constructor, `register_script`): the
+/// claim is made by that script.
+fn defines_script(cx: &Context, receiver: &str) -> bool {
+    if !(cx.src.contains("defineCommand") || cx.src.contains("register_script") || cx.src.contains("registerScript")) {
+        return false;
+    }
+    cx.file.functions.iter().any(|g| {
+        g.exprs.iter().any(|e| {
+            let Expr::Call { callee, .. } = e else { return false };
+            let Expr::Member { object, property } = g.expr(*callee) else { return false };
+            matches!(&**property, "defineCommand" | "register_script" | "registerScript")
+                && cx
+                    .text(g.span(*object))
+                    .split_whitespace()
+                    .collect::<String>()
+                    == receiver
+        })
     })
 }
 
