@@ -45,16 +45,17 @@ impl super::Rule for Rule {
             return;
         }
         let id = Facts::func_id(file, cx.func);
-        let ops: Vec<CacheOp> = cache::subtree(file, id)
-            .into_iter()
-            .flat_map(|fid| cache::ops_of(file, fid, cx.src))
+        let scope = cache::subtree(file, id);
+        let ops: Vec<CacheOp> = scope
+            .iter()
+            .flat_map(|&fid| cache::ops_of(file, fid, cx.src))
             .collect();
         if !ops.iter().any(|o| o.kind == OpKind::Check) || !ops.iter().any(|o| o.kind == OpKind::Store) {
             return;
         }
         let mut facts: HashMap<FuncId, Facts> = HashMap::new();
         for store in ops.iter().filter(|o| o.kind == OpKind::Store) {
-            if reserved(&ops, store) || defines_script(cx, &store.receiver) {
+            if reserved(&ops, store) || defines_script(cx, &scope, &store.receiver) {
                 continue;
             }
             for check in ops.iter().filter(|o| o.kind == OpKind::Check) {
@@ -112,25 +113,49 @@ fn reserved(ops: &[CacheOp], store: &CacheOp) -> bool {
     })
 }
 
-/// A Lua command registered on the same client anywhere in the file
-/// (`redis.defineCommand(...)` in a constructor, `register_script`): the
-/// claim is made by that script.
-fn defines_script(cx: &Context, receiver: &str) -> bool {
+/// A Lua command registered on the same client anywhere in the file and
+/// called in scope: `redis.defineCommand('claimEvent', ...)` then
+/// `redis.claimEvent(...)`, or `claim = redis.register_script(...)` then
+/// `claim(...)`. The claim is made by that script.
+fn defines_script(cx: &Context, scope: &[FuncId], receiver: &str) -> bool {
     if !(cx.src.contains("defineCommand") || cx.src.contains("register_script") || cx.src.contains("registerScript")) {
         return false;
     }
-    cx.file.functions.iter().any(|g| {
-        g.exprs.iter().any(|e| {
-            let Expr::Call { callee, .. } = e else { return false };
-            let Expr::Member { object, property } = g.expr(*callee) else { return false };
-            matches!(&**property, "defineCommand" | "register_script" | "registerScript")
-                && cx
-                    .text(g.span(*object))
-                    .split_whitespace()
-                    .collect::<String>()
-                    == receiver
+    let squash = |t: &str| t.split_whitespace().collect::<String>();
+    // The names a script can be called by.
+    let mut names: Vec<String> = Vec::new();
+    for g in &cx.file.functions {
+        let parents = g.parents();
+        for (i, e) in g.exprs.iter().enumerate() {
+            let Expr::Call { callee, args } = e else { continue };
+            let Expr::Member { object, property } = g.expr(*callee) else { continue };
+            if squash(cx.text(g.span(*object))) != receiver {
+                continue;
+            }
+            match &**property {
+                "defineCommand" => {
+                    if let Some(name) = args.first().and_then(|a| g.string_value(a.value)) {
+                        names.push(name.to_string());
+                    }
+                }
+                "register_script" | "registerScript" => {
+                    if let Some(Expr::Assign { target, .. }) = parents[i].map(|p| g.expr(p)) {
+                        if let Some(name) = g.callee_name(*target) {
+                            names.push(name.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    !names.is_empty()
+        && scope.iter().any(|&fid| {
+            let g = &cx.file.functions[fid as usize];
+            g.exprs.iter().any(|e| {
+                matches!(e, Expr::Call { callee, .. } if g.callee_name(*callee).is_some_and(|n| names.iter().any(|x| x == n)))
+            })
         })
-    })
 }
 
 /// Where the store sits as the check's function sees it: the store itself,
