@@ -149,7 +149,9 @@ pub fn tokens(name: &str) -> Vec<String> {
 }
 
 pub fn has_token(name: &str, words: &[String]) -> bool {
-    tokens(name).iter().any(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)))
+    tokens(name)
+        .iter()
+        .any(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)))
 }
 
 /// Where an event happens: the byte offset where it completes, ties broken
@@ -224,7 +226,11 @@ impl Place {
     pub fn is_status(&self) -> bool {
         let cat = &catalog().places;
         let last = self.last();
-        has(&cat.status_fields, last) || cat.status_suffixes.iter().any(|s| last.ends_with(s.as_str()))
+        has(&cat.status_fields, last)
+            || cat
+                .status_suffixes
+                .iter()
+                .any(|s| last.ends_with(s.as_str()))
     }
 }
 
@@ -433,7 +439,8 @@ impl Scope {
             return None;
         }
         if self.captured.contains(name) {
-            return (self.captured_shared && !has(&cat.per_call, name)).then_some(RootKind::Captured);
+            return (self.captured_shared && !has(&cat.per_call, name))
+                .then_some(RootKind::Captured);
         }
         if self.module.contains(name) {
             return Some(RootKind::Module);
@@ -457,7 +464,11 @@ fn closure_runs_concurrently(file: &FileModel, id: FuncId) -> bool {
     let g = &file.functions[id as usize];
     let Some(parent) = g.parent else { return false };
     let p = &file.functions[parent as usize];
-    let Some(site) = p.exprs.iter().position(|e| matches!(e, Expr::Function(fid) if *fid == id)) else {
+    let Some(site) = p
+        .exprs
+        .iter()
+        .position(|e| matches!(e, Expr::Function(fid) if *fid == id))
+    else {
         return false;
     };
     let site = site as ExprId;
@@ -470,7 +481,10 @@ fn closure_runs_concurrently(file: &FileModel, id: FuncId) -> bool {
             let name = p.callee_name(*callee).unwrap_or("");
             !has(&cat.sequential_callees, name)
         }
-        None => p.stmts.iter().any(|s| matches!(s.kind, StmtKind::Return(Some(e)) if e == site)),
+        None => p
+            .stmts
+            .iter()
+            .any(|s| matches!(s.kind, StmtKind::Return(Some(e)) if e == site)),
         _ => false,
     }
 }
@@ -578,9 +592,14 @@ pub fn load_call(f: &Function, value: ExprId) -> Option<ExprId> {
             continue;
         }
         let is_load = has(&cat.load_methods, property)
-            || cat.load_prefixes.iter().any(|p| property.starts_with(p.as_str()))
+            || cat
+                .load_prefixes
+                .iter()
+                .any(|p| property.starts_with(p.as_str()))
             || (matches!(&**property, "get" | "aget")
-                && f.path(*object).iter().any(|s| has_token(s, &cat.get_receiver_words)));
+                && f.path(*object)
+                    .iter()
+                    .any(|s| has_token(s, &cat.get_receiver_words)));
         if is_load {
             return Some(cur);
         }
@@ -714,7 +733,9 @@ impl<'a> Facts<'a> {
             && before
                 .rsplit(['\n', ';', '{', '}'])
                 .next()
-                .is_some_and(|l| l.trim_start().starts_with("for") || l.trim_start().starts_with("async for"))
+                .is_some_and(|l| {
+                    l.trim_start().starts_with("for") || l.trim_start().starts_with("async for")
+                })
     }
 
     fn intern(&mut self, place: Place) -> usize {
@@ -787,12 +808,16 @@ impl<'a> Facts<'a> {
                         }
                     }
                     let kind = self.scope.resolve(name)?;
-                    if path.is_empty() && matches!(kind, RootKind::Param | RootKind::Record | RootKind::This) {
+                    if path.is_empty()
+                        && matches!(kind, RootKind::Param | RootKind::Record | RootKind::This)
+                    {
                         return None;
                     }
                     // `ref.current` of a UI component: its own mutable box.
                     if matches!(kind, RootKind::Param | RootKind::Captured)
-                        && path.first().is_some_and(|p| has(&catalog().places.ref_fields, p))
+                        && path
+                            .first()
+                            .is_some_and(|p| has(&catalog().places.ref_fields, p))
                     {
                         return None;
                     }
@@ -881,7 +906,9 @@ impl<'a> Facts<'a> {
                 let compound = &*op != "=" && !logical;
                 union_into(&mut t, &self.taint[value as usize].clone());
                 match f.expr(target) {
-                    Expr::Ident(name) if self.scope.is_local(name) || self.scope.resolve(name).is_none() => {
+                    Expr::Ident(name)
+                        if self.scope.is_local(name) || self.scope.resolve(name).is_none() =>
+                    {
                         let name = name.clone();
                         if compound {
                             if let Some(prev) = env.get(&name) {
@@ -958,10 +985,11 @@ impl<'a> Facts<'a> {
                         }
                     }
                     // `a, b = x, y`: element by element.
-                    Expr::Array(targets)
-                        if matches!(f.expr(value), Expr::Array(values) if values.len() == targets.len()) =>
+                    Expr::Array(targets) if matches!(f.expr(value), Expr::Array(values) if values.len() == targets.len()) =>
                     {
-                        let Expr::Array(values) = f.expr(value) else { unreachable!() };
+                        let Expr::Array(values) = f.expr(value) else {
+                            unreachable!()
+                        };
                         for (t_el, v_el) in targets.clone().into_iter().zip(values.clone()) {
                             if let Expr::Ident(n) = f.expr(t_el) {
                                 env.insert(n.clone(), self.taint[v_el as usize].clone());
@@ -1043,7 +1071,15 @@ impl<'a> Facts<'a> {
                                 let deps = value
                                     .map(|v| self.taint[v as usize].clone())
                                     .unwrap_or_default();
-                                let keyed = !matches!(&*property, "push" | "unshift" | "append" | "extend" | "update" | "appendleft");
+                                let keyed = !matches!(
+                                    &*property,
+                                    "push"
+                                        | "unshift"
+                                        | "append"
+                                        | "extend"
+                                        | "update"
+                                        | "appendleft"
+                                );
                                 self.push_access(
                                     place,
                                     AccessKind::Write(WriteKind::Add),
@@ -1068,7 +1104,11 @@ impl<'a> Facts<'a> {
                                     Vec::new(),
                                 );
                             } else {
-                                let key = if has(&c.check_methods, &property) { key } else { None };
+                                let key = if has(&c.check_methods, &property) {
+                                    key
+                                } else {
+                                    None
+                                };
                                 let r = self.push_access(
                                     place,
                                     AccessKind::Read,
@@ -1092,7 +1132,9 @@ impl<'a> Facts<'a> {
                 }
             }
             Expr::Function(_) => {}
-            Expr::Ident(name) if self.scope.is_local(name) || self.scope.resolve(name).is_none() => {
+            Expr::Ident(name)
+                if self.scope.is_local(name) || self.scope.resolve(name).is_none() =>
+            {
                 if let Some(v) = env.get(name) {
                     t = v.clone();
                 }
@@ -1170,7 +1212,9 @@ impl<'a> Facts<'a> {
 
     /// Await points strictly between two events.
     pub fn awaits_between(&self, from: Pos, to: Pos) -> impl Iterator<Item = &AwaitPoint> {
-        self.awaits.iter().filter(move |a| from < a.pos && a.pos < to)
+        self.awaits
+            .iter()
+            .filter(move |a| from < a.pos && a.pos < to)
     }
 
     /// Await points between two events that one call can pass on its way
@@ -1243,7 +1287,10 @@ impl<'a> Facts<'a> {
         let f = self.func;
         let (sa, sb) = (f.span(a), f.span(b));
         f.exprs.iter().any(|e| {
-            let Expr::Cond { then, otherwise, .. } = e else {
+            let Expr::Cond {
+                then, otherwise, ..
+            } = e
+            else {
                 return false;
             };
             let (st, so) = (f.span(*then), f.span(*otherwise));
@@ -1262,8 +1309,13 @@ impl<'a> Facts<'a> {
             }
             if c.kind == CtxKind::Switch {
                 let tspan = f.stmts[test.stmt].span;
-                let between = self.src.get(tspan.end as usize..c.span.start as usize).unwrap_or("x");
-                if tspan.end <= c.span.start && between.trim().trim_start_matches(')').trim().is_empty() {
+                let between = self
+                    .src
+                    .get(tspan.end as usize..c.span.start as usize)
+                    .unwrap_or("x");
+                if tspan.end <= c.span.start
+                    && between.trim().trim_start_matches(')').trim().is_empty()
+                {
                     return true;
                 }
             }
@@ -1292,19 +1344,23 @@ impl<'a> Facts<'a> {
             return true;
         }
         let text = self.text(f.ctxs[ctx as usize].span);
-        let text = text.trim_start().trim_start_matches(['{', ':']).trim_start();
+        let text = text
+            .trim_start()
+            .trim_start_matches(['{', ':'])
+            .trim_start();
         ["continue", "break", "return", "raise", "throw"]
             .iter()
             .any(|k| text.starts_with(k))
     }
 
     /// The tests whose condition reads one of `reads` (access indices).
-    pub fn tests_reading<'s>(&'s self, pred: impl Fn(u32) -> bool + 's) -> impl Iterator<Item = &'s Test> + 's {
-        self.tests.iter().filter(move |t| {
-            t.srcs
-                .iter()
-                .any(|s| s.read().is_some_and(&pred))
-        })
+    pub fn tests_reading<'s>(
+        &'s self,
+        pred: impl Fn(u32) -> bool + 's,
+    ) -> impl Iterator<Item = &'s Test> + 's {
+        self.tests
+            .iter()
+            .filter(move |t| t.srcs.iter().any(|s| s.read().is_some_and(&pred)))
     }
 
     /// Whether a write stores something derived from an awaited value.
@@ -1329,7 +1385,9 @@ pub fn collection_names(file: &FileModel) -> HashSet<Box<str>> {
     let mut out = HashSet::new();
     for g in &file.functions {
         for e in &g.exprs {
-            let Expr::Assign { target, value, .. } = e else { continue };
+            let Expr::Assign { target, value, .. } = e else {
+                continue;
+            };
             let name: Box<str> = match g.expr(*target) {
                 Expr::Ident(n) => n.clone(),
                 Expr::Member { .. } => {
@@ -1437,7 +1495,10 @@ pub fn holds_guard_across(facts: &Facts, from: Pos, to: Pos) -> bool {
         let span = f.span(i as ExprId);
         let receiver = f.path(*callee).join(".");
         let lockish = has_token(&receiver, &cat.lock_words);
-        if has(&cat.acquire_methods, name) && (lockish || name.contains("Lock") || name.contains("_lock")) && span.end <= from.offset {
+        if has(&cat.acquire_methods, name)
+            && (lockish || name.contains("Lock") || name.contains("_lock"))
+            && span.end <= from.offset
+        {
             acquired = true;
         }
         // A redis SET NX on a key named lock: the distributed-lock acquire.
@@ -1477,8 +1538,12 @@ pub fn only_called_under_guard(file: &FileModel, id: FuncId, src: &str) -> bool 
     let mut sites = 0;
     for (fid, h) in file.functions.iter().enumerate() {
         for (i, e) in h.exprs.iter().enumerate() {
-            let Expr::Call { callee, .. } = e else { continue };
-            let Expr::Member { object, property } = h.expr(*callee) else { continue };
+            let Expr::Call { callee, .. } = e else {
+                continue;
+            };
+            let Expr::Member { object, property } = h.expr(*callee) else {
+                continue;
+            };
             if &**property != name || !matches!(h.expr(*object), Expr::This) {
                 continue;
             }
@@ -1553,7 +1618,11 @@ pub fn is_external_call(f: &Function, call: ExprId) -> Option<ExternalKind> {
         return None;
     };
     let path = f.path(*callee);
-    let names: Vec<&str> = path.iter().copied().filter(|s| *s != "()" && *s != "this").collect();
+    let names: Vec<&str> = path
+        .iter()
+        .copied()
+        .filter(|s| *s != "()" && *s != "this")
+        .collect();
     let last = *names.last()?;
     // A repository named after a payment (`payouts.save`) is the database.
     let rec = &catalog().records;
@@ -1561,13 +1630,22 @@ pub fn is_external_call(f: &Function, call: ExprId) -> Option<ExternalKind> {
         && ((has(&rec.persist_methods, last) && !matches!(last, "add" | "put" | "merge"))
             || has(&rec.update_methods, last)
             || has(&rec.load_methods, last)
-            || rec.load_prefixes.iter().any(|p| last.starts_with(p.as_str()))
-            || matches!(last, "find" | "findMany" | "findAll" | "query" | "count" | "aggregate"))
+            || rec
+                .load_prefixes
+                .iter()
+                .any(|p| last.starts_with(p.as_str()))
+            || matches!(
+                last,
+                "find" | "findMany" | "findAll" | "query" | "count" | "aggregate"
+            ))
     {
         return None;
     }
     let toks: Vec<String> = names.iter().flat_map(|n| tokens(n)).collect();
-    let any = |words: &[String]| toks.iter().any(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)));
+    let any = |words: &[String]| {
+        toks.iter()
+            .any(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)))
+    };
     if any(&cat.payment_words) {
         return Some(ExternalKind::Payment);
     }
@@ -1577,10 +1655,14 @@ pub fn is_external_call(f: &Function, call: ExprId) -> Option<ExternalKind> {
     if names.first().is_some_and(|r| has(&cat.http_roots, r)) || any(&cat.http_words) {
         return Some(ExternalKind::Http);
     }
-    if names.len() >= 2 && has(&cat.http_methods, last) && names[..names.len() - 1].iter().any(|n| {
-        let t = tokens(n);
-        t.iter().any(|x| matches!(x.as_str(), "client" | "api" | "http" | "session" | "axios"))
-    }) {
+    if names.len() >= 2
+        && has(&cat.http_methods, last)
+        && names[..names.len() - 1].iter().any(|n| {
+            let t = tokens(n);
+            t.iter()
+                .any(|x| matches!(x.as_str(), "client" | "api" | "http" | "session" | "axios"))
+        })
+    {
         return Some(ExternalKind::Http);
     }
     if (names.len() >= 2 && has(&cat.queue_methods, last)) || any(&cat.queue_words) {
@@ -1601,7 +1683,10 @@ pub fn external_calls_between(facts: &Facts, from: Pos, to: Pos) -> Vec<(ExprId,
         }
         // Only calls the function waits for: an `email.split('@')` is not
         // an email sent.
-        if !matches!(facts.parents[i as usize].map(|p| f.expr(p)), Some(Expr::Await(_))) {
+        if !matches!(
+            facts.parents[i as usize].map(|p| f.expr(p)),
+            Some(Expr::Await(_))
+        ) {
             continue;
         }
         if let Some(k) = is_external_call(f, i) {

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use super::awaits::{has_token, tokens, Pos, RootKind, Scope};
-use crate::model::{Arg, CtxId, Expr, ExprId, Family, FileModel, FuncId, Function, PropKey, Span, StmtKind};
+use crate::model::{
+    Arg, CtxId, Expr, ExprId, Family, FileModel, FuncId, Function, PropKey, Span, StmtKind,
+};
 
 const CATALOG_TOML: &str = include_str!("../../rules/catalog/cache.toml");
 
@@ -130,7 +132,18 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                 || has(&cat.ops.stores, m)
                 || has(&cat.ops.reserves, m)
                 || has(&cat.ops.scripts, m)
-                || matches!(m, "includes" | "push" | "delete" | "del" | "unlink" | "discard" | "remove" | "pop" | "setdefault")
+                || matches!(
+                    m,
+                    "includes"
+                        | "push"
+                        | "delete"
+                        | "del"
+                        | "unlink"
+                        | "discard"
+                        | "remove"
+                        | "pop"
+                        | "setdefault"
+                )
         }),
         Expr::Binary { op, .. } => matches!(&**op, "in" | "not in"),
         Expr::Assign { target, .. } => matches!(f.expr(*target), Expr::Index { .. }),
@@ -148,7 +161,14 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
         let Some(&(stmt_span, ctx)) = stmt_of.get(&i) else {
             continue;
         };
-        let push = |out: &mut Vec<CacheOp>, kind, backend, receiver: ExprId, method: &str, key: Option<ExprId>, key_text: String, value| {
+        let push = |out: &mut Vec<CacheOp>,
+                    kind,
+                    backend,
+                    receiver: ExprId,
+                    method: &str,
+                    key: Option<ExprId>,
+                    key_text: String,
+                    value| {
             out.push(CacheOp {
                 func: id,
                 expr: i,
@@ -175,8 +195,18 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                 if let Some(backend) = client_backend(file, id, src, &scope, receiver) {
                     let two_part = matches!(
                         method,
-                        "hget" | "hexists" | "sismember" | "hset" | "sadd" | "hsetnx" | "hGet" | "hExists"
-                            | "sIsMember" | "hSet" | "sAdd" | "hSetNX"
+                        "hget"
+                            | "hexists"
+                            | "sismember"
+                            | "hset"
+                            | "sadd"
+                            | "hsetnx"
+                            | "hGet"
+                            | "hExists"
+                            | "sIsMember"
+                            | "hSet"
+                            | "sAdd"
+                            | "hSetNX"
                     );
                     let key_text = if two_part {
                         format!("{}|{}", arg_text(0), arg_text(1))
@@ -194,19 +224,31 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                     } else if has(&cat.ops.reserves, method) {
                         OpKind::Reserve
                     } else if has(&cat.ops.stores, method) {
-                        if nx_option(f, args, src) {
+                        if nx_option(f, args) {
                             OpKind::Reserve
                         } else {
                             OpKind::Store
                         }
                     } else if has(&cat.ops.checks, method) {
                         OpKind::Check
-                    } else if matches!(method, "del" | "delete" | "unlink" | "adelete" | "hdel" | "srem") {
+                    } else if matches!(
+                        method,
+                        "del" | "delete" | "unlink" | "adelete" | "hdel" | "srem"
+                    ) {
                         OpKind::Clear
                     } else {
                         continue;
                     };
-                    push(&mut out, kind, backend, receiver, method, arg(0), key_text, value);
+                    push(
+                        &mut out,
+                        kind,
+                        backend,
+                        receiver,
+                        method,
+                        arg(0),
+                        key_text,
+                        value,
+                    );
                 } else if shared_store(f, &scope, &collections, receiver) {
                     let kind = match method {
                         "has" | "get" | "includes" | "has_key" | "__contains__" => OpKind::Check,
@@ -219,20 +261,50 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                         "set" => arg(1),
                         _ => arg(0),
                     };
-                    push(&mut out, kind, Backend::Memory, receiver, method, arg(0), arg_text(0), value);
+                    push(
+                        &mut out,
+                        kind,
+                        Backend::Memory,
+                        receiver,
+                        method,
+                        arg(0),
+                        arg_text(0),
+                        value,
+                    );
                 }
             }
             // `key in self._processed`
-            Expr::Binary { op, left, right } if matches!(&**op, "in" | "not in") => {
-                if shared_store(f, &scope, &collections, *right) {
-                    push(&mut out, OpKind::Check, Backend::Memory, *right, op, Some(*left), squash(text(*left)), None);
-                }
+            Expr::Binary { op, left, right }
+                if matches!(&**op, "in" | "not in")
+                    && shared_store(f, &scope, &collections, *right) =>
+            {
+                push(
+                    &mut out,
+                    OpKind::Check,
+                    Backend::Memory,
+                    *right,
+                    op,
+                    Some(*left),
+                    squash(text(*left)),
+                    None,
+                );
             }
             // `self._responses[key] = response`
-            Expr::Assign { target, value, op, .. } if &**op == "=" => {
+            Expr::Assign {
+                target, value, op, ..
+            } if &**op == "=" => {
                 if let Expr::Index { object, index } = f.expr(*target) {
                     if shared_store(f, &scope, &collections, *object) {
-                        push(&mut out, OpKind::Store, Backend::Memory, *object, "[]=", Some(*index), squash(text(*index)), Some(*value));
+                        push(
+                            &mut out,
+                            OpKind::Store,
+                            Backend::Memory,
+                            *object,
+                            "[]=",
+                            Some(*index),
+                            squash(text(*index)),
+                            Some(*value),
+                        );
                     }
                 }
             }
@@ -257,24 +329,48 @@ fn stmt_index(f: &Function) -> std::collections::HashMap<ExprId, (Span, CtxId)> 
 /// A receiver that is a Map/Set/dict/set held in shared memory (`this.x`,
 /// `self.x`, a module or captured variable the file fills with a
 /// collection).
-fn shared_store(f: &Function, scope: &Scope, collections: &HashSet<Box<str>>, receiver: ExprId) -> bool {
+fn shared_store(
+    f: &Function,
+    scope: &Scope,
+    collections: &HashSet<Box<str>>,
+    receiver: ExprId,
+) -> bool {
     let name: String = match f.expr(receiver) {
-        Expr::Member { object, property } if matches!(f.expr(*object), Expr::This) => format!("this.{property}"),
-        Expr::Ident(n) if matches!(scope.resolve(n), Some(RootKind::Module | RootKind::Captured)) => n.to_string(),
+        Expr::Member { object, property } if matches!(f.expr(*object), Expr::This) => {
+            format!("this.{property}")
+        }
+        Expr::Ident(n)
+            if matches!(
+                scope.resolve(n),
+                Some(RootKind::Module | RootKind::Captured)
+            ) =>
+        {
+            n.to_string()
+        }
         _ => return false,
     };
     collections.contains(name.as_str())
 }
 
 /// Whether a receiver is a redis or cache client, and which API it speaks.
-fn client_backend(file: &FileModel, id: FuncId, src: &str, scope: &Scope, receiver: ExprId) -> Option<Backend> {
+fn client_backend(
+    file: &FileModel,
+    id: FuncId,
+    src: &str,
+    scope: &Scope,
+    receiver: ExprId,
+) -> Option<Backend> {
     let f = &file.functions[id as usize];
     let cat = &catalog().clients;
     let path = f.path(receiver);
-    if path.iter().any(|p| *p == "?" ) && !matches!(f.expr(receiver), Expr::Member { .. } | Expr::Ident(_)) {
+    if path.contains(&"?") && !matches!(f.expr(receiver), Expr::Member { .. } | Expr::Ident(_)) {
         return None;
     }
-    let names: Vec<&str> = path.iter().copied().filter(|p| *p != "this" && *p != "()" && *p != "?").collect();
+    let names: Vec<&str> = path
+        .iter()
+        .copied()
+        .filter(|p| *p != "this" && *p != "()" && *p != "?")
+        .collect();
     let last = names.last().copied().unwrap_or("");
     // A local or parameter is a client only if its name says so; `client`
     // alone is one if it was built by a redis/cache constructor.
@@ -286,13 +382,19 @@ fn client_backend(file: &FileModel, id: FuncId, src: &str, scope: &Scope, receiv
     }
     let _ = scope;
     let is_redis = names.iter().any(|n| {
-        tokens(n)
-            .iter()
-            .any(|t| matches!(t.as_str(), "redis" | "ioredis" | "aioredis" | "valkey" | "upstash" | "rds"))
+        tokens(n).iter().any(|t| {
+            matches!(
+                t.as_str(),
+                "redis" | "ioredis" | "aioredis" | "valkey" | "upstash" | "rds"
+            )
+        })
     }) || constructed && src.contains("edis");
     Some(match file.language.family() {
         Family::Python => {
-            if !is_redis && src.contains("django.core.cache") && matches!(last, "cache" | "caches" | "default_cache") {
+            if !is_redis
+                && src.contains("django.core.cache")
+                && matches!(last, "cache" | "caches" | "default_cache")
+            {
                 Backend::DjangoCache
             } else if is_redis || src.contains("redis") {
                 Backend::RedisPy
@@ -301,7 +403,8 @@ fn client_backend(file: &FileModel, id: FuncId, src: &str, scope: &Scope, receiv
             }
         }
         Family::Js => {
-            if src.contains("ioredis") || src.contains("new Redis(") || src.contains("new IORedis(") {
+            if src.contains("ioredis") || src.contains("new Redis(") || src.contains("new IORedis(")
+            {
                 Backend::IoRedis
             } else if is_redis || src.contains("createClient") {
                 Backend::NodeRedis
@@ -321,7 +424,9 @@ fn typed_as_client(file: &FileModel, id: FuncId, src: &str, name: &str) -> bool 
         let g = &file.functions[fid as usize];
         if let Some(p) = g.params.iter().find(|p| &*p.name == name) {
             let decl = src.get(p.span.range()).unwrap_or("");
-            return decl.split_once(':').is_some_and(|(_, ty)| has_token(ty, &cat.words));
+            return decl
+                .split_once(':')
+                .is_some_and(|(_, ty)| has_token(ty, &cat.words));
         }
         cur = g.parent;
     }
@@ -353,13 +458,15 @@ fn built_by_client_ctor(file: &FileModel, src: &str, name: &str) -> bool {
                 _ => return false,
             };
             let text = src.get(g.span(callee).range()).unwrap_or("");
-            cat.constructor_words.iter().any(|w| text.contains(w.as_str()))
+            cat.constructor_words
+                .iter()
+                .any(|w| text.contains(w.as_str()))
         })
     })
 }
 
 /// `{ NX: true }`, `'NX'`, `nx=True`, `{ condition: 'NX' }`.
-fn nx_option(f: &Function, args: &[Arg], src: &str) -> bool {
+fn nx_option(f: &Function, args: &[Arg]) -> bool {
     let cat = &catalog().ops;
     for a in args.iter().skip(1) {
         if a.name.as_deref().is_some_and(|n| has(&cat.nx_markers, n)) {
@@ -368,19 +475,18 @@ fn nx_option(f: &Function, args: &[Arg], src: &str) -> bool {
         for d in f.descendants(a.value) {
             match f.expr(d) {
                 Expr::Str(s) if has(&cat.nx_markers, s) => return true,
-                Expr::Object(props) => {
+                Expr::Object(props)
                     if props.iter().any(|p| {
                         matches!(&p.key, PropKey::Name(k) if has(&cat.nx_markers, k))
                             && !matches!(f.expr(p.value), Expr::Bool(false))
-                    }) {
-                        return true;
-                    }
+                    }) =>
+                {
+                    return true;
                 }
                 _ => {}
             }
         }
     }
-    let _ = src;
     false
 }
 
@@ -395,7 +501,12 @@ pub enum Evidence {
 
 /// The dedup evidence for a store (and the check it follows). A read-through
 /// cache of data (`user:${id}` holding the user, a query's result) has none.
-pub fn dedup_evidence(file: &FileModel, src: &str, check: Option<&CacheOp>, store: &CacheOp) -> Option<Evidence> {
+pub fn dedup_evidence(
+    file: &FileModel,
+    src: &str,
+    check: Option<&CacheOp>,
+    store: &CacheOp,
+) -> Option<Evidence> {
     let cat = &catalog().dedup;
     let mut names: Vec<Vec<String>> = Vec::new();
     for op in check.into_iter().chain(std::iter::once(store)) {
@@ -440,7 +551,9 @@ fn definition_text(file: &FileModel, src: &str, func: FuncId, key: ExprId) -> St
     while let Some(id) = cur {
         let g = &file.functions[id as usize];
         for s in &g.stmts {
-            let StmtKind::Expr(root) = s.kind else { continue };
+            let StmtKind::Expr(root) = s.kind else {
+                continue;
+            };
             if let Expr::Assign { target, value, .. } = g.expr(root) {
                 if matches!(g.expr(*target), Expr::Ident(n) if n == name) {
                     return src.get(g.span(*value).range()).unwrap_or("").to_string();

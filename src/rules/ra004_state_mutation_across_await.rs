@@ -21,8 +21,8 @@
 //! mutex or queue held across; a record locked or reloaded in between.
 
 use crate::analysis::awaits::{
-    self, external_calls_between, holds_guard_across, AccessKind, Site,
-    AwaitPoint, ExternalKind, Facts, Pos, RootKind, Src, Test, WriteKind,
+    self, external_calls_between, holds_guard_across, AccessKind, AwaitPoint, ExternalKind, Facts,
+    Pos, RootKind, Site, Src, Test, WriteKind,
 };
 use crate::analysis::cache;
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
@@ -51,7 +51,9 @@ impl super::Rule for Rule {
             return;
         }
         let id = Facts::func_id(cx.file, f);
-        if awaits::runs_under_guard(cx.file, id) || awaits::only_called_under_guard(cx.file, id, cx.src) {
+        if awaits::runs_under_guard(cx.file, id)
+            || awaits::only_called_under_guard(cx.file, id, cx.src)
+        {
             return;
         }
         let facts = Facts::build(cx.file, id, cx.src, &|_, _| false);
@@ -87,11 +89,16 @@ fn writes_something(f: &Function) -> bool {
         Expr::Call { callee, .. } => f.callee_name(*callee).is_some_and(|m| {
             let c = &awaits::catalog().collections;
             c.add_methods.iter().any(|x| x == m)
-                || awaits::catalog().records.update_methods.iter().any(|x| x == m)
+                || awaits::catalog()
+                    .records
+                    .update_methods
+                    .iter()
+                    .any(|x| x == m)
         }),
-        Expr::Str(t) | Expr::Template { text: t, .. } => {
-            t.trim_start().get(..6).is_some_and(|p| p.eq_ignore_ascii_case("update"))
-        }
+        Expr::Str(t) | Expr::Template { text: t, .. } => t
+            .trim_start()
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("update")),
         _ => false,
     })
 }
@@ -176,7 +183,7 @@ fn lost_update(facts: &Facts, place: usize) -> Option<Hazard> {
             }
             let Some(a) = facts
                 .awaits_on_path(facts.site_of(r), facts.site_of(w))
-                .find(|a| a.expr.is_none_or(|e| !facts.exclusive(r.expr, e)))
+                .find(|a| !a.expr.is_some_and(|e| facts.exclusive(r.expr, e)))
             else {
                 continue;
             };
@@ -189,12 +196,18 @@ fn lost_update(facts: &Facts, place: usize) -> Option<Hazard> {
             // a transformation (a cursor, a reducer) rather than a counter
             // (ESLint #11899). On a parameter or captured variable it is
             // not reported; on `this` / module state with low confidence.
-            let transform = a.expr.is_some_and(|e| facts.func.span(e).contains(facts.func.span(r.expr)));
+            let transform = a
+                .expr
+                .is_some_and(|e| facts.func.span(e).contains(facts.func.span(r.expr)));
             if transform && matches!(p.kind, RootKind::Param | RootKind::Captured) {
                 continue;
             }
             return Some(Hazard {
-                variant: if transform { Variant::Transform } else { Variant::LostUpdate },
+                variant: if transform {
+                    Variant::Transform
+                } else {
+                    Variant::LostUpdate
+                },
                 place,
                 act: Act::Write(wi),
                 earlier: r.expr,
@@ -285,7 +298,10 @@ fn check_then_act(facts: &Facts, place: usize) -> Option<Hazard> {
         // expression, with the await in between.
         if let Some(g) = w.guard {
             let c = &facts.accesses[g as usize];
-            if let Some(a) = facts.awaits_on_path(facts.site_of(c), facts.site_of(w)).next() {
+            if let Some(a) = facts
+                .awaits_on_path(facts.site_of(c), facts.site_of(w))
+                .next()
+            {
                 if p.kind != RootKind::Param
                     && !awaits_shared_promise(facts, w)
                     && creates_resource(facts, w)
@@ -330,15 +346,22 @@ fn check_then_act(facts: &Facts, place: usize) -> Option<Hazard> {
         // A check made again after the await (double-checked locking), or
         // one the function guards: the write is decided on fresh state.
         let fresh = |c: &awaits::Access| {
-            facts.awaits_on_path(facts.site_of(c), facts.site_of(w)).next().is_none()
+            facts
+                .awaits_on_path(facts.site_of(c), facts.site_of(w))
+                .next()
+                .is_none()
                 || safe_stretch(facts, place, c.pos, w.pos)
         };
         if checks.is_empty() || checks.iter().any(|(_, c)| fresh(c)) {
             continue;
         }
         let (ti, c) = checks[0];
-        let a = facts.awaits_on_path(facts.site_of(c), facts.site_of(w)).next()?;
-        if claimed_between(facts, place, w.key, c.pos, a.pos) || claimed_by_test(facts, ti, c.pos, a.pos) {
+        let a = facts
+            .awaits_on_path(facts.site_of(c), facts.site_of(w))
+            .next()?;
+        if claimed_between(facts, place, w.key, c.pos, a.pos)
+            || claimed_by_test(facts, ti, c.pos, a.pos)
+        {
             continue;
         }
         let evidence = dedup_evidence(facts, w);
@@ -347,7 +370,9 @@ fn check_then_act(facts: &Facts, place: usize) -> Option<Hazard> {
         // was done for) is check-then-act.
         let from_await = facts.from_await(w);
         let stores_value = match w.kind {
-            AccessKind::Write(WriteKind::Assign) => w.value.is_some_and(|v| !literal(facts.func, v)),
+            AccessKind::Write(WriteKind::Assign) => {
+                w.value.is_some_and(|v| !literal(facts.func, v))
+            }
             AccessKind::Write(WriteKind::Add) if w.key.is_some() => {
                 w.value != w.key && w.value.is_some_and(|v| !literal(facts.func, v))
             }
@@ -362,12 +387,19 @@ fn check_then_act(facts: &Facts, place: usize) -> Option<Hazard> {
             // caller's own object; awaiting a promise kept in shared state
             // (`this.raw = await this.rawPromise`) is the safe pattern; a memo
             // of plain data loaded twice costs a query, it opens nothing.
-            if p.kind == RootKind::Param || awaits_shared_promise(facts, w) || !creates_resource(facts, w) {
+            if p.kind == RootKind::Param
+                || awaits_shared_promise(facts, w)
+                || !creates_resource(facts, w)
+            {
                 continue;
             }
         }
         return Some(Hazard {
-            variant: if lazy { Variant::LazyInit } else { Variant::CheckThenAct },
+            variant: if lazy {
+                Variant::LazyInit
+            } else {
+                Variant::CheckThenAct
+            },
             place,
             act: Act::Write(wi),
             earlier: c.expr,
@@ -391,17 +423,20 @@ fn creates_resource(facts: &Facts, w: &awaits::Access) -> bool {
         Src::Await(a) => Some(a),
         _ => None,
     }));
-    roots.into_iter().flat_map(|r| f.descendants(r)).any(|d| match f.expr(d) {
-        Expr::New { callee, .. } => f
-            .callee_name(*callee)
-            .is_some_and(|n| !cat.data_constructors.iter().any(|c| c == n)),
-        // The method's own name: `connect`, `createConnection`,
-        // `get_async_client` (not the receiver: `client.v1.accounts.retrieve`).
-        Expr::Call { callee, .. } => f
-            .callee_name(*callee)
-            .is_some_and(|n| awaits::has_token(n, &cat.resource_words)),
-        _ => false,
-    })
+    roots
+        .into_iter()
+        .flat_map(|r| f.descendants(r))
+        .any(|d| match f.expr(d) {
+            Expr::New { callee, .. } => f
+                .callee_name(*callee)
+                .is_some_and(|n| !cat.data_constructors.iter().any(|c| c == n)),
+            // The method's own name: `connect`, `createConnection`,
+            // `get_async_client` (not the receiver: `client.v1.accounts.retrieve`).
+            Expr::Call { callee, .. } => f
+                .callee_name(*callee)
+                .is_some_and(|n| awaits::has_token(n, &cat.resource_words)),
+            _ => false,
+        })
 }
 
 /// Whether a test asks only whether the place (or its entry) is empty:
@@ -409,7 +444,11 @@ fn creates_resource(facts: &Facts, w: &awaits::Access) -> bool {
 /// `p.get(k)` (directly or through a local holding it).
 fn emptiness_check(facts: &Facts, test: &Test, c: &awaits::Access) -> bool {
     let f = facts.func;
-    let c_id = facts.accesses.iter().position(|a| std::ptr::eq(a, c)).map(|i| i as u32);
+    let c_id = facts
+        .accesses
+        .iter()
+        .position(|a| std::ptr::eq(a, c))
+        .map(|i| i as u32);
     let nodes = f.descendants(test.expr);
     let start = nodes.iter().copied().find(|&d| {
         d == c.expr
@@ -418,13 +457,16 @@ fn emptiness_check(facts: &Facts, test: &Test, c: &awaits::Access) -> bool {
     });
     let Some(mut cur) = start else { return false };
     let nullish = |e: ExprId| {
-        matches!(f.expr(e), Expr::Null) || matches!(f.expr(e), Expr::Ident(n) if &**n == "undefined")
+        matches!(f.expr(e), Expr::Null)
+            || matches!(f.expr(e), Expr::Ident(n) if &**n == "undefined")
     };
     for _ in 0..16 {
         if cur == test.expr {
             return true;
         }
-        let Some(p) = facts.parents[cur as usize] else { return true };
+        let Some(p) = facts.parents[cur as usize] else {
+            return true;
+        };
         match f.expr(p) {
             Expr::Unary { op, .. } if matches!(&**op, "!" | "not") => {}
             Expr::Binary { op, left, right } => match &**op {
@@ -453,15 +495,20 @@ fn emptiness_check(facts: &Facts, test: &Test, c: &awaits::Access) -> bool {
 fn compares_with_written(facts: &Facts, test: &Test, w: &awaits::Access) -> bool {
     let f = facts.func;
     let Some(value) = w.value else { return false };
-    let written = facts.expr_text(value).split_whitespace().collect::<String>();
-    f.descendants(test.expr).into_iter().any(|d| match f.expr(d) {
-        Expr::Binary { op, left, right } if matches!(&**op, "===" | "==" | "!==" | "!=") => {
-            [*left, *right]
-                .iter()
-                .any(|e| facts.expr_text(*e).split_whitespace().collect::<String>() == written)
-        }
-        _ => false,
-    })
+    let written = facts
+        .expr_text(value)
+        .split_whitespace()
+        .collect::<String>();
+    f.descendants(test.expr)
+        .into_iter()
+        .any(|d| match f.expr(d) {
+            Expr::Binary { op, left, right } if matches!(&**op, "===" | "==" | "!==" | "!=") => {
+                [*left, *right]
+                    .iter()
+                    .any(|e| facts.expr_text(*e).split_whitespace().collect::<String>() == written)
+            }
+            _ => false,
+        })
 }
 
 /// The test reads another place that the function writes right after it,
@@ -485,11 +532,12 @@ fn awaits_shared_promise(facts: &Facts, w: &awaits::Access) -> bool {
     let f = facts.func;
     w.deps.iter().any(|s| match *s {
         Src::Await(a) => match f.expr(a) {
-            Expr::Await(inner) => facts
-                .taint[*inner as usize]
-                .iter()
-                .any(|t| t.read().is_some())
-                && matches!(f.expr(*inner), Expr::Member { .. } | Expr::Ident(_)),
+            Expr::Await(inner) => {
+                facts.taint[*inner as usize]
+                    .iter()
+                    .any(|t| t.read().is_some())
+                    && matches!(f.expr(*inner), Expr::Member { .. } | Expr::Ident(_))
+            }
             _ => false,
         },
         _ => false,
@@ -530,7 +578,10 @@ fn dedup_evidence(facts: &Facts, w: &awaits::Access) -> Option<cache::Evidence> 
         receiver: p.key(),
         method,
         key: w.key,
-        key_text: w.key.map(|k| facts.expr_text(k).to_string()).unwrap_or_default(),
+        key_text: w
+            .key
+            .map(|k| facts.expr_text(k).to_string())
+            .unwrap_or_default(),
         value: if w.key == w.value { None } else { w.value },
         span: f.span(w.expr),
         ctx: w.ctx,
@@ -576,7 +627,9 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
         let pos = Pos::write(f.span(i));
         match e {
             Expr::Call { callee, args } => {
-                let Some(m) = f.callee_name(*callee) else { continue };
+                let Some(m) = f.callee_name(*callee) else {
+                    continue;
+                };
                 if !cat.update_methods.iter().any(|u| u == m) {
                     continue;
                 }
@@ -593,13 +646,17 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                         }
                         continue;
                     }
-                    let Expr::Object(props) = f.expr(a.value) else { continue };
+                    let Expr::Object(props) = f.expr(a.value) else {
+                        continue;
+                    };
                     let is_filter = match with_where {
                         Some(_) => false,
                         None => args.len() >= 2 && ai == 0,
                     };
                     for prop in props {
-                        let PropKey::Name(k) = &prop.key else { continue };
+                        let PropKey::Name(k) = &prop.key else {
+                            continue;
+                        };
                         if &**k == "where" {
                             if status_key_in(f, prop.value) {
                                 conditional = true;
@@ -636,17 +693,27 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
             }
             Expr::Str(text) | Expr::Template { text, .. } => {
                 let text = text.to_ascii_lowercase();
-                let Some(set_at) = text.find(" set ") else { continue };
-                if !text.trim_start().trim_start_matches(['`', '"', '\'']).starts_with("update") {
+                let Some(set_at) = text.find(" set ") else {
+                    continue;
+                };
+                if !text
+                    .trim_start()
+                    .trim_start_matches(['`', '"', '\''])
+                    .starts_with("update")
+                {
                     continue;
                 }
                 let where_at = text.find(" where ").unwrap_or(text.len());
                 let assigns = &text[set_at..where_at.max(set_at)];
-                let field = assigns
-                    .split([',', ' ', '='])
-                    .find(|w| !w.is_empty() && w.trim_matches('"') != "set" && is_status_name(w.trim_matches('"')));
+                let field = assigns.split([',', ' ', '=']).find(|w| {
+                    !w.is_empty()
+                        && w.trim_matches('"') != "set"
+                        && is_status_name(w.trim_matches('"'))
+                });
                 if let Some(field) = field {
-                    let conditional = text[where_at..].split(|c: char| !c.is_alphanumeric() && c != '_').any(is_status_name);
+                    let conditional = text[where_at..]
+                        .split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .any(is_status_name);
                     out.push(StatusUpdate {
                         call: i,
                         pos,
@@ -667,7 +734,9 @@ fn object_has(f: &Function, obj: ExprId, key: &str) -> bool {
 }
 
 fn status_key(f: &Function, obj: ExprId) -> Option<(String, ExprId)> {
-    let Expr::Object(props) = f.expr(obj) else { return None };
+    let Expr::Object(props) = f.expr(obj) else {
+        return None;
+    };
     props.iter().find_map(|p| match &p.key {
         PropKey::Name(k) if is_status_name(k) => Some((k.to_string(), p.value)),
         _ => None,
@@ -819,7 +888,9 @@ fn status_transition(facts: &Facts, place: usize, updates: &[StatusUpdate]) -> O
                     continue;
                 }
             }
-            let Some(a) = facts.awaits_on_path(claim, act_site).next() else { continue };
+            let Some(a) = facts.awaits_on_path(claim, act_site).next() else {
+                continue;
+            };
             // `if not await repo.start_finalization(order.id): raise`: the
             // code claims the record through a call it checks.
             if claimed_by_checked_call(facts, &p.root, claim, act_site) {
@@ -865,11 +936,11 @@ fn claimed_by_checked_call(facts: &Facts, root: &str, from: Site, to: Site) -> b
         if !(from.pos < tpos && tpos < to.pos) {
             return false;
         }
-        let exits = f
-            .ctxs
-            .iter()
-            .enumerate()
-            .any(|(i, c)| c.test == Some(t.expr) && c.kind == crate::model::CtxKind::Then && facts.exits(i as crate::model::CtxId));
+        let exits = f.ctxs.iter().enumerate().any(|(i, c)| {
+            c.test == Some(t.expr)
+                && c.kind == crate::model::CtxKind::Then
+                && facts.exits(i as crate::model::CtxId)
+        });
         exits
             && t.srcs.iter().any(|s| match *s {
                 Src::Await(a) => {
@@ -1031,7 +1102,9 @@ fn yield_text(facts: &Facts, h: &Hazard) -> String {
 fn await_point_label(facts: &Facts, span: Span) -> String {
     let before = facts.src.get(..span.start as usize).unwrap_or("");
     let from = before.len().saturating_sub(400);
-    let window = &facts.src[from..(span.start as usize + 40).min(span.end as usize).min(facts.src.len())];
+    let window = &facts.src[from..(span.start as usize + 40)
+        .min(span.end as usize)
+        .min(facts.src.len())];
     for key in ["for await", "async for", "async with"] {
         if let Some(i) = window.rfind(key) {
             let line = window[i..].lines().next().unwrap_or(key);
@@ -1048,7 +1121,13 @@ fn stmt_text(cx: &Context, facts: &Facts, stmt: usize) -> String {
 
 fn indent(text: &str, by: &str) -> String {
     text.lines()
-        .map(|l| if l.is_empty() { String::new() } else { format!("{by}{l}") })
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{by}{l}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -1057,7 +1136,7 @@ fn indent(text: &str, by: &str) -> String {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Orm {
     Prisma,
-    TypeOrm,
+    Typeorm,
     Mongoose,
     Sequelize,
     Django,
@@ -1081,7 +1160,11 @@ fn record_api(cx: &Context, facts: &Facts, root: &str) -> Option<RecordApi> {
         None => {
             let repo = persist_receiver(facts, root)?;
             return Some(RecordApi {
-                orm: if family == Family::Python { Orm::SqlAlchemy } else { Orm::TypeOrm },
+                orm: if family == Family::Python {
+                    Orm::SqlAlchemy
+                } else {
+                    Orm::Typeorm
+                },
                 model: repo,
             });
         }
@@ -1090,10 +1173,18 @@ fn record_api(cx: &Context, facts: &Facts, root: &str) -> Option<RecordApi> {
     let method = *path.last()?;
     let receiver = path[..path.len() - 1].join(".");
     let src = cx.src;
-    let api = |orm, model: &str| Some(RecordApi { orm, model: model.to_string() });
+    let api = |orm, model: &str| {
+        Some(RecordApi {
+            orm,
+            model: model.to_string(),
+        })
+    };
     match family {
         Family::Js => {
-            if callee.starts_with("prisma.") || callee.contains(".prisma.") || src.contains("@prisma/client") {
+            if callee.starts_with("prisma.")
+                || callee.contains(".prisma.")
+                || src.contains("@prisma/client")
+            {
                 return api(Orm::Prisma, &receiver);
             }
             if method == "findByPk" || src.contains("sequelize") {
@@ -1103,13 +1194,14 @@ fn record_api(cx: &Context, facts: &Facts, root: &str) -> Option<RecordApi> {
                 return api(Orm::Mongoose, &receiver);
             }
             if receiver.to_lowercase().contains("repo") || src.contains("typeorm") {
-                return api(Orm::TypeOrm, &receiver);
+                return api(Orm::Typeorm, &receiver);
             }
             api(Orm::Sql, &table_name(root))
         }
         Family::Python => {
             if path.contains(&"objects") {
-                let model = path[..path.iter().position(|p| *p == "objects").unwrap_or(0)].join(".");
+                let model =
+                    path[..path.iter().position(|p| *p == "objects").unwrap_or(0)].join(".");
                 return api(Orm::Django, &model);
             }
             // `session.get(Order, id)` / `session.scalar(select(Order)...)`.
@@ -1117,14 +1209,19 @@ fn record_api(cx: &Context, facts: &Facts, root: &str) -> Option<RecordApi> {
                 if let Expr::Call { args, .. } = f.expr(load) {
                     if let Some(first) = args.first() {
                         let t = facts.expr_text(first.value);
-                        if t.chars().next().is_some_and(char::is_uppercase) && !t.contains(['(', ' ']) {
+                        if t.chars().next().is_some_and(char::is_uppercase)
+                            && !t.contains(['(', ' '])
+                        {
                             return api(Orm::SqlAlchemy, t);
                         }
                     }
                 }
                 let text = facts.expr_text(load);
                 if let Some(i) = text.find("select(") {
-                    let model: String = text[i + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.').collect();
+                    let model: String = text[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+                        .collect();
                     if !model.is_empty() {
                         return api(Orm::SqlAlchemy, &model);
                     }
@@ -1141,15 +1238,22 @@ fn persist_receiver(facts: &Facts, root: &str) -> Option<String> {
     let f = facts.func;
     let cat = &awaits::catalog().records;
     f.exprs.iter().find_map(|e| {
-        let Expr::Call { callee, args } = e else { return None };
+        let Expr::Call { callee, args } = e else {
+            return None;
+        };
         let m = f.callee_name(*callee)?;
         if !cat.persist_methods.iter().any(|p| p == m) {
             return None;
         }
-        if !args.iter().any(|a| matches!(f.expr(a.value), Expr::Ident(n) if &**n == root)) {
+        if !args
+            .iter()
+            .any(|a| matches!(f.expr(a.value), Expr::Ident(n) if &**n == root))
+        {
             return None;
         }
-        let Expr::Member { object, .. } = f.expr(*callee) else { return None };
+        let Expr::Member { object, .. } = f.expr(*callee) else {
+            return None;
+        };
         Some(facts.expr_text(*object).to_string())
     })
 }
@@ -1199,19 +1303,17 @@ fn delta(facts: &Facts, h: &Hazard) -> Option<(String, String)> {
 
 /// The value a local was last given before `before`.
 fn local_definition(f: &Function, name: &str, before: u32) -> Option<ExprId> {
-    f.exprs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| match e {
-            Expr::Assign { target, value, op, .. }
-                if &**op == "=" && matches!(f.expr(*target), Expr::Ident(n) if &**n == name)
-                    && f.span(i as ExprId).end <= before =>
-            {
-                Some(*value)
-            }
-            _ => None,
-        })
-        .last()
+    f.exprs.iter().enumerate().rev().find_map(|(i, e)| match e {
+        Expr::Assign {
+            target, value, op, ..
+        } if &**op == "="
+            && matches!(f.expr(*target), Expr::Ident(n) if &**n == name)
+            && f.span(i as ExprId).end <= before =>
+        {
+            Some(*value)
+        }
+        _ => None,
+    })
 }
 
 fn rewrite_lost_update(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
@@ -1220,7 +1322,9 @@ fn rewrite_lost_update(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
     let hash = suggest::comment(family);
     let place = &facts.places[h.place];
     let p_text = place_text(facts, h);
-    let Act::Write(wi) = h.act else { unreachable!("a lost update is a write") };
+    let Act::Write(wi) = h.act else {
+        unreachable!("a lost update is a write")
+    };
     let w = &facts.accesses[wi];
     let field = place.last().to_string();
     // A stored record: let the database apply the change.
@@ -1234,7 +1338,7 @@ fn rewrite_lost_update(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
                     api.model,
                     if neg { "decrement" } else { "increment" }
                 ),
-                Orm::TypeOrm => format!(
+                Orm::Typeorm => format!(
                     "await {}.{}({{ id: {r}.id }}, '{field}', {d});",
                     api.model,
                     if neg { "decrement" } else { "increment" }
@@ -1294,17 +1398,24 @@ fn rewrite_lost_update(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
     }
     // The stale value came through a local: read the place again.
     let mut edits = Vec::new();
-    if let Some(r) = w.deps.iter().filter_map(|s| s.read()).find(|r| facts.accesses[*r as usize].place == h.place || facts.places[facts.accesses[*r as usize].place].extends(place)) {
+    if let Some(r) = w.deps.iter().filter_map(|s| s.read()).find(|r| {
+        facts.accesses[*r as usize].place == h.place
+            || facts.places[facts.accesses[*r as usize].place].extends(place)
+    }) {
         let r = &facts.accesses[r as usize];
         let stale_text = facts.expr_text(r.expr).to_string();
         // Replace each local that carried the stale read by the place itself.
         if let Some(value) = w.value {
             for d in f.descendants(value) {
                 if let Expr::Ident(n) = f.expr(d) {
-                    if facts.taint[d as usize].iter().any(|s| s.read().is_some_and(|x| facts.accesses[x as usize].expr == r.expr)) {
+                    if facts.taint[d as usize].iter().any(|s| {
+                        s.read()
+                            .is_some_and(|x| facts.accesses[x as usize].expr == r.expr)
+                    }) {
                         if let Some(def) = local_definition(f, n, f.span(d).start) {
                             let def_text = facts.expr_text(def);
-                            let text = if def_text.contains(&*stale_text) && def_text != stale_text {
+                            let text = if def_text.contains(&*stale_text) && def_text != stale_text
+                            {
                                 format!("({def_text})")
                             } else {
                                 stale_text.clone()
@@ -1403,7 +1514,9 @@ fn place_of_write(facts: &Facts, w: &awaits::Access) -> String {
 fn rewrite_claim(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
     let family = cx.family();
     let hash = suggest::comment(family);
-    let Act::Write(wi) = h.act else { unreachable!("a check-then-act ends in a write") };
+    let Act::Write(wi) = h.act else {
+        unreachable!("a check-then-act ends in a write")
+    };
     let w = &facts.accesses[wi];
     if facts.from_await(w) {
         return rewrite_lazy(cx, facts, h);
@@ -1424,7 +1537,9 @@ fn rewrite_claim(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
         ),
     };
     Suggestion {
-        title: format!("Record `{p_text}` before the first await, inside try/catch that undoes it on failure"),
+        title: format!(
+            "Record `{p_text}` before the first await, inside try/catch that undoes it on failure"
+        ),
         code,
     }
 }
@@ -1434,7 +1549,9 @@ fn rewrite_lazy(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
     let f = facts.func;
     let family = cx.family();
     let hash = suggest::comment(family);
-    let Act::Write(wi) = h.act else { unreachable!("lazy initialisation is a write") };
+    let Act::Write(wi) = h.act else {
+        unreachable!("lazy initialisation is a write")
+    };
     let w = &facts.accesses[wi];
     let p_text = place_of_write(facts, w);
     // The awaited call the value comes from.
@@ -1486,16 +1603,18 @@ fn rewrite_lazy(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
 /// `order.status !== 'pending'`).
 fn checked_status(facts: &Facts, test: &Test, earlier: ExprId) -> Option<String> {
     let f = facts.func;
-    f.descendants(test.expr).into_iter().find_map(|d| match f.expr(d) {
-        Expr::Binary { op, left, right }
-            if matches!(&**op, "===" | "==" | "!==" | "!=" | "is" | "is not")
-                && (*left == earlier || *right == earlier) =>
-        {
-            let other = if *left == earlier { *right } else { *left };
-            Some(facts.expr_text(other).to_string())
-        }
-        _ => None,
-    })
+    f.descendants(test.expr)
+        .into_iter()
+        .find_map(|d| match f.expr(d) {
+            Expr::Binary { op, left, right }
+                if matches!(&**op, "===" | "==" | "!==" | "!=" | "is" | "is not")
+                    && (*left == earlier || *right == earlier) =>
+            {
+                let other = if *left == earlier { *right } else { *left };
+                Some(facts.expr_text(other).to_string())
+            }
+            _ => None,
+        })
 }
 
 /// (c): claim the transition with a conditional update in the code's ORM.
@@ -1514,11 +1633,16 @@ fn rewrite_status(cx: &Context, facts: &Facts, h: &Hazard, updates: &[StatusUpda
         .accesses
         .iter()
         .filter(|a| a.place == h.place && a.is_write() && a.pos < h.yield_at.pos)
-        .chain(facts.accesses.iter().filter(|a| a.place == h.place && a.is_write()))
+        .chain(
+            facts
+                .accesses
+                .iter()
+                .filter(|a| a.place == h.place && a.is_write()),
+        )
         .find_map(|a| a.value)
         .map(|v| facts.expr_text(v).to_string())
         .or_else(|| match h.act {
-            Act::Update(u) => Some(format!("{}", facts.expr_text(updates[u].call))),
+            Act::Update(u) => Some(facts.expr_text(updates[u].call).to_string()),
             Act::Write(_) => None,
         })
         .unwrap_or_else(|| from.clone());
@@ -1545,7 +1669,7 @@ fn rewrite_status(cx: &Context, facts: &Facts, h: &Hazard, updates: &[StatusUpda
             Orm::Prisma => format!(
                 "const claimed = await {m}.updateMany({{\n  where: {{ id: {r}.id, {field}: {from} }},\n  data: {{ {field}: {to} }},\n}});\nif (claimed.count !== 1) return; {hash} another request holds it"
             ),
-            Orm::TypeOrm => format!(
+            Orm::Typeorm => format!(
                 "const claimed = await {m}.update({{ id: {r}.id, {field}: {from} }}, {{ {field}: {to} }});\nif (claimed.affected !== 1) return; {hash} another request holds it"
             ),
             Orm::Mongoose => format!(
@@ -1572,8 +1696,6 @@ fn rewrite_status(cx: &Context, facts: &Facts, h: &Hazard, updates: &[StatusUpda
     };
     Suggestion {
         title: format!("Claim the `{field}` transition with a conditional update before the work"),
-        code: format!(
-            "{hash} only the request whose update still sees {from} goes on\n{claim}"
-        ),
+        code: format!("{hash} only the request whose update still sees {from} goes on\n{claim}"),
     }
 }

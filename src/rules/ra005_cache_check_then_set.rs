@@ -50,7 +50,9 @@ impl super::Rule for Rule {
             .iter()
             .flat_map(|&fid| cache::ops_of(file, fid, cx.src))
             .collect();
-        if !ops.iter().any(|o| o.kind == OpKind::Check) || !ops.iter().any(|o| o.kind == OpKind::Store) {
+        if !ops.iter().any(|o| o.kind == OpKind::Check)
+            || !ops.iter().any(|o| o.kind == OpKind::Store)
+        {
             return;
         }
         let mut facts: HashMap<FuncId, Facts> = HashMap::new();
@@ -118,7 +120,10 @@ fn reserved(ops: &[CacheOp], store: &CacheOp) -> bool {
 /// `redis.claimEvent(...)`, or `claim = redis.register_script(...)` then
 /// `claim(...)`. The claim is made by that script.
 fn defines_script(cx: &Context, scope: &[FuncId], receiver: &str) -> bool {
-    if !(cx.src.contains("defineCommand") || cx.src.contains("register_script") || cx.src.contains("registerScript")) {
+    if !(cx.src.contains("defineCommand")
+        || cx.src.contains("register_script")
+        || cx.src.contains("registerScript"))
+    {
         return false;
     }
     let squash = |t: &str| t.split_whitespace().collect::<String>();
@@ -127,8 +132,12 @@ fn defines_script(cx: &Context, scope: &[FuncId], receiver: &str) -> bool {
     for g in &cx.file.functions {
         let parents = g.parents();
         for (i, e) in g.exprs.iter().enumerate() {
-            let Expr::Call { callee, args } = e else { continue };
-            let Expr::Member { object, property } = g.expr(*callee) else { continue };
+            let Expr::Call { callee, args } = e else {
+                continue;
+            };
+            let Expr::Member { object, property } = g.expr(*callee) else {
+                continue;
+            };
             if squash(cx.text(g.span(*object))) != receiver {
                 continue;
             }
@@ -160,7 +169,11 @@ fn defines_script(cx: &Context, scope: &[FuncId], receiver: &str) -> bool {
 
 /// Where the store sits as the check's function sees it: the store itself,
 /// or the definition of the closure that holds it.
-fn store_site(cx: &Context, check_func: FuncId, store: &CacheOp) -> Option<(CtxId, Span, Option<FuncId>)> {
+fn store_site(
+    cx: &Context,
+    check_func: FuncId,
+    store: &CacheOp,
+) -> Option<(CtxId, Span, Option<FuncId>)> {
     if store.func == check_func {
         return Some((store.ctx, store.stmt_span, None));
     }
@@ -200,7 +213,9 @@ fn runs_synchronously(cx: &Context, check_func: FuncId, closure: FuncId) -> bool
         return false;
     };
     let parents = g.parents();
-    let Some(call) = parents[site] else { return false };
+    let Some(call) = parents[site] else {
+        return false;
+    };
     matches!(g.expr(call), Expr::Call { callee, .. }
         if g.callee_name(*callee).is_some_and(|m| matches!(m, "forEach" | "map" | "filter" | "reduce" | "some" | "every" | "find" | "flatMap" | "sort")))
 }
@@ -222,7 +237,10 @@ fn hit_when_true(fx: &Facts, expr: ExprId, check: ExprId) -> Option<bool> {
             }
             Expr::Await(inner) => cur = *inner,
             Expr::Binary { op, left, right } => {
-                let nullish = |e: ExprId| matches!(f.expr(e), Expr::Null) || matches!(f.expr(e), Expr::Ident(n) if &**n == "undefined");
+                let nullish = |e: ExprId| {
+                    matches!(f.expr(e), Expr::Null)
+                        || matches!(f.expr(e), Expr::Ident(n) if &**n == "undefined")
+                };
                 let zero = |e: ExprId| matches!(f.expr(e), Expr::Num(n) if &**n == "0");
                 let (side, lit) = if nullish(*right) || zero(*right) {
                     (*left, *right)
@@ -272,7 +290,10 @@ fn on_hit_path(fx: &Facts, test: &Test, check: ExprId, ctx: CtxId, span: Span) -
 fn hazard(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Option<Evidence> {
     let file = cx.file;
     let memory = store.backend == Backend::Memory;
-    if memory && !file.functions[check.func as usize].is_async && !file.functions[store.func as usize].is_async {
+    if memory
+        && !file.functions[check.func as usize].is_async
+        && !file.functions[store.func as usize].is_async
+    {
         return None;
     }
     let site = store_site(cx, check.func, store);
@@ -280,7 +301,9 @@ fn hazard(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Option<
     let tests: Vec<&Test> = fx
         .tests
         .iter()
-        .filter(|t| t.srcs.contains(&Src::Call(check.expr)) || fx.func.span(t.expr).contains(check.span))
+        .filter(|t| {
+            t.srcs.contains(&Src::Call(check.expr)) || fx.func.span(t.expr).contains(check.span)
+        })
         .collect();
     if tests.is_empty() {
         return None;
@@ -304,11 +327,21 @@ fn hazard(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Option<
             Some((_, _, None)) => {
                 // The store must come after an await: before the first one it
                 // is a synchronous reservation.
-                let from = Site { pos: check_pos, ctx: check.ctx, span: check.span };
-                let to = Site { pos: store_pos, ctx: store.ctx, span: store.span };
+                let from = Site {
+                    pos: check_pos,
+                    ctx: check.ctx,
+                    span: check.span,
+                };
+                let to = Site {
+                    pos: store_pos,
+                    ctx: store.ctx,
+                    span: store.span,
+                };
                 fx.awaits_on_path(from, to).next()?;
             }
-            Some((_, _, Some(closure))) if runs_synchronously(cx, check.func, closure) => return None,
+            Some((_, _, Some(closure))) if runs_synchronously(cx, check.func, closure) => {
+                return None
+            }
             _ => {}
         }
     }
@@ -327,7 +360,13 @@ fn short(text: &str) -> String {
     }
 }
 
-fn report(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp, evidence: Evidence) -> RawFinding {
+fn report(
+    cx: &Context,
+    fx: &Facts,
+    check: &CacheOp,
+    store: &CacheOp,
+    evidence: Evidence,
+) -> RawFinding {
     let store_func = &cx.file.functions[store.func as usize];
     let check_text = short(cx.text(check.span));
     let store_text = short(cx.text(store.span));
@@ -348,7 +387,10 @@ fn report(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp, evidence: 
         },
         message,
         span: store.span,
-        related: vec![(check.span, format!("`{}` is checked here", short(&check.key_text)))],
+        related: vec![(
+            check.span,
+            format!("`{}` is checked here", short(&check.key_text)),
+        )],
         suggestion: rewrite(cx, fx, check, store),
     }
 }
@@ -401,7 +443,11 @@ const LUA_RELEASE: &str =
 /// The statement of the first await between the check and the store: the
 /// work the reservation protects.
 fn work_stmt(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Option<String> {
-    let end = if store.func == check.func { store.pos() } else { Pos::write(fx.func.span) };
+    let end = if store.func == check.func {
+        store.pos()
+    } else {
+        Pos::write(fx.func.span)
+    };
     let a = fx.awaits_between(check.pos(), end).find(|a| {
         let s = fx.func.stmts[a.stmt].span;
         !s.contains(check.span) && !s.contains(store.span)
@@ -425,7 +471,13 @@ fn rewrite(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Sugges
     let work = work_stmt(cx, fx, check, store);
     let indent = |t: &str, by: &str| {
         t.lines()
-            .map(|l| if l.is_empty() { String::new() } else { format!("{by}{l}") })
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{by}{l}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
