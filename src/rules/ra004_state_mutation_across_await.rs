@@ -850,7 +850,9 @@ fn status_transition(facts: &Facts, place: usize, updates: &[StatusUpdate]) -> O
             updates
                 .iter()
                 .enumerate()
-                .filter(|(_, u)| !u.conditional && u.field == p.last())
+                .filter(|(_, u)| {
+                    !u.conditional && u.field == p.last() && update_targets(facts, &p.root, u.call)
+                })
                 .map(|(i, _)| Act::Update(i)),
         );
     }
@@ -925,6 +927,36 @@ fn status_transition(facts: &Facts, place: usize, updates: &[StatusUpdate]) -> O
         }
     }
     None
+}
+
+/// Whether an UPDATE is about this record: it names the record
+/// (`pk=invoice.pk`, `{ _id: order._id }`) or the key it was loaded by
+/// (`where: { id: orderId }` after `findUnique({ where: { id: orderId } })`).
+fn update_targets(facts: &Facts, root: &str, call: ExprId) -> bool {
+    let f = facts.func;
+    let names = |e: ExprId| -> Vec<String> {
+        f.descendants(e)
+            .into_iter()
+            .filter_map(|d| match f.expr(d) {
+                Expr::Ident(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let used = names(call);
+    if used.iter().any(|n| n == root) {
+        return true;
+    }
+    let Some(record) = facts.scope.records.get(root) else {
+        return false;
+    };
+    let Expr::Call { args, .. } = f.expr(record.load) else {
+        return false;
+    };
+    args.iter()
+        .flat_map(|a| names(a.value))
+        .filter(|n| n.chars().next().is_some_and(char::is_lowercase))
+        .any(|n| used.contains(&n))
 }
 
 /// A test on an awaited call that takes the record (or its id) and leaves
