@@ -403,13 +403,17 @@ fn client_backend(
             }
         }
         Family::Js => {
-            if src.contains("ioredis") || src.contains("new Redis(") || src.contains("new IORedis(")
+            let typed_redis = names.len() == 1
+                && param_decl(file, id, src, last).is_some_and(|d| d.contains("edis"));
+            if !is_redis && !typed_redis {
+                Backend::Cache
+            } else if src.contains("ioredis")
+                || src.contains("new Redis(")
+                || src.contains("new IORedis(")
             {
                 Backend::IoRedis
-            } else if is_redis || src.contains("createClient") {
-                Backend::NodeRedis
             } else {
-                Backend::Cache
+                Backend::NodeRedis
             }
         }
     })
@@ -419,18 +423,23 @@ fn client_backend(
 /// type: `client: Redis`, `cache: Cache`.
 fn typed_as_client(file: &FileModel, id: FuncId, src: &str, name: &str) -> bool {
     let cat = &catalog().clients;
+    param_decl(file, id, src, name).is_some_and(|decl| {
+        decl.split_once(':')
+            .is_some_and(|(_, ty)| has_token(ty, &cat.words))
+    })
+}
+
+/// The declaration text of a parameter of the function or one around it.
+fn param_decl<'s>(file: &FileModel, id: FuncId, src: &'s str, name: &str) -> Option<&'s str> {
     let mut cur = Some(id);
     while let Some(fid) = cur {
         let g = &file.functions[fid as usize];
         if let Some(p) = g.params.iter().find(|p| &*p.name == name) {
-            let decl = src.get(p.span.range()).unwrap_or("");
-            return decl
-                .split_once(':')
-                .is_some_and(|(_, ty)| has_token(ty, &cat.words));
+            return src.get(p.span.range());
         }
         cur = g.parent;
     }
-    false
+    None
 }
 
 /// Whether some assignment in the file binds `name` (or `this.name`) to a

@@ -599,8 +599,8 @@ struct StatusUpdate {
     call: ExprId,
     pos: Pos,
     field: String,
-    /// The status value written.
-    value: Option<ExprId>,
+    /// The status value written, as the code writes it.
+    value: Option<String>,
     /// The update's filter checks the status too: a conditional transition.
     conditional: bool,
 }
@@ -642,7 +642,7 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                     if let Some(name) = &a.name {
                         if is_status_name(name) {
                             sets = Some(name.to_string());
-                            value = Some(a.value);
+                            value = Some(facts.expr_text(a.value).to_string());
                         }
                         continue;
                     }
@@ -664,14 +664,14 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                         } else if matches!(&**k, "data" | "$set" | "set" | "values") {
                             if let Some((name, v)) = status_key(f, prop.value) {
                                 sets = Some(name);
-                                value = Some(v);
+                                value = Some(facts.expr_text(v).to_string());
                             }
                         } else if is_status_name(k) {
                             if is_filter {
                                 conditional = true;
                             } else {
                                 sets = Some(k.to_string());
-                                value = Some(prop.value);
+                                value = Some(facts.expr_text(prop.value).to_string());
                             }
                         }
                     }
@@ -691,8 +691,8 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                     });
                 }
             }
-            Expr::Str(text) | Expr::Template { text, .. } => {
-                let text = text.to_ascii_lowercase();
+            Expr::Str(orig) | Expr::Template { text: orig, .. } => {
+                let text = orig.to_ascii_lowercase();
                 let Some(set_at) = text.find(" set ") else {
                     continue;
                 };
@@ -714,11 +714,19 @@ fn status_updates(facts: &Facts) -> Vec<StatusUpdate> {
                     let conditional = text[where_at..]
                         .split(|c: char| !c.is_alphanumeric() && c != '_')
                         .any(is_status_name);
+                    // `SET status = 'paid'`: the value as written (the
+                    // lower-cased copy has the same byte offsets).
+                    let field_at = set_at + assigns.find(field).unwrap_or(0);
+                    let value = orig
+                        .get(field_at + field.len()..where_at)
+                        .and_then(|rest| rest.trim_start().strip_prefix('='))
+                        .map(|rest| rest.split(',').next().unwrap_or(rest).trim().to_string())
+                        .filter(|v| !v.is_empty());
                     out.push(StatusUpdate {
                         call: i,
                         pos,
                         field: field.trim_matches('"').to_string(),
-                        value: None,
+                        value,
                         conditional,
                     });
                 }
@@ -870,10 +878,11 @@ fn status_transition(facts: &Facts, place: usize, updates: &[StatusUpdate]) -> O
             },
         };
         let act_value = match act {
-            Act::Write(w) => facts.accesses[w].value,
-            Act::Update(u) => updates[u].value,
-        }
-        .map(|v| facts.expr_text(v).to_string());
+            Act::Write(w) => facts.accesses[w]
+                .value
+                .map(|v| facts.expr_text(v).to_string()),
+            Act::Update(u) => updates[u].value.clone(),
+        };
         let act_site = Site {
             pos: at,
             ctx: act_ctx,
@@ -1080,7 +1089,8 @@ fn report(cx: &Context, facts: &Facts, h: &Hazard, updates: &[StatusUpdate]) -> 
         }
     };
     let suggestion = match h.variant {
-        Variant::LostUpdate | Variant::Transform => rewrite_lost_update(cx, facts, h),
+        Variant::LostUpdate => rewrite_lost_update(cx, facts, h),
+        Variant::Transform => rewrite_serialize(cx, facts, h),
         Variant::CheckThenAct => rewrite_claim(cx, facts, h),
         Variant::LazyInit => rewrite_lazy(cx, facts, h),
         Variant::Status => rewrite_status(cx, facts, h, updates),
@@ -1213,19 +1223,30 @@ fn record_api(cx: &Context, facts: &Facts, root: &str) -> Option<RecordApi> {
     };
     match family {
         Family::Js => {
-            if callee.starts_with("prisma.")
-                || callee.contains(".prisma.")
-                || src.contains("@prisma/client")
-            {
+            // The load call says most; the file's imports break ties.
+            let repo = receiver.to_lowercase().contains("repo") || callee.contains("manager.");
+            if callee.starts_with("prisma.") || callee.contains(".prisma.") {
                 return api(Orm::Prisma, &receiver);
             }
-            if method == "findByPk" || src.contains("sequelize") {
+            if repo {
+                return api(Orm::Typeorm, &receiver);
+            }
+            if method == "findByPk" {
                 return api(Orm::Sequelize, &receiver);
             }
-            if src.contains("mongoose") || method == "findById" {
+            if method == "findById" {
                 return api(Orm::Mongoose, &receiver);
             }
-            if receiver.to_lowercase().contains("repo") || src.contains("typeorm") {
+            if src.contains("@prisma/client") {
+                return api(Orm::Prisma, &receiver);
+            }
+            if src.contains("sequelize") {
+                return api(Orm::Sequelize, &receiver);
+            }
+            if src.contains("mongoose") {
+                return api(Orm::Mongoose, &receiver);
+            }
+            if src.contains("typeorm") {
                 return api(Orm::Typeorm, &receiver);
             }
             api(Orm::Sql, &table_name(root))
@@ -1448,7 +1469,12 @@ fn rewrite_lost_update(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
                             let def_text = facts.expr_text(def);
                             let text = if def_text.contains(&*stale_text) && def_text != stale_text
                             {
-                                format!("({def_text})")
+                                match f.expr(def) {
+                                    Expr::Binary { .. } | Expr::Cond { .. } => {
+                                        format!("({def_text})")
+                                    }
+                                    _ => def_text.to_string(),
+                                }
                             } else {
                                 stale_text.clone()
                             };
@@ -1460,15 +1486,87 @@ fn rewrite_lost_update(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
         }
     }
     let rewritten = suggest::rewrite(cx.src, stmt_span, &edits);
+    // `self.seen = seen` after `seen = self.seen; ...; seen += n`: count this
+    // call's change instead of copying the state, and apply it in one step.
+    if let (Expr::Assign { target, .. }, Some(Expr::Ident(local))) =
+        (f.expr(w.expr), w.value.map(|v| f.expr(v)))
+    {
+        if edits.len() == 1 && edits[0].1 == facts.expr_text(*target) {
+            let semi = if family == Family::Js { ";" } else { "" };
+            return Suggestion {
+                title: format!(
+                    "Count this call's change in `{local}` and add it to `{p_text}` in one step"
+                ),
+                code: format!(
+                    "{hash} start from zero, not from a copy of `{p_text}` taken before `{}`\n{local} = 0{semi}\n{hash} accumulate into `{local}` as before, then, after the awaits:\n{p_text} += {local}{semi}",
+                    yield_text(facts, h)
+                ),
+            };
+        }
+    }
     Suggestion {
         title: format!("Read `{p_text}` again after the await, in the same step as the write"),
         code: format!(
             "{hash} computed from the current `{p_text}`, after `{}`: nothing is lost\n{rewritten}",
-            short(&match h.yield_at.expr {
-                Some(e) => facts.expr_text(e).to_string(),
-                None => "the await".to_string(),
-            })
+            yield_text(facts, h)
         ),
+    }
+}
+
+/// The stale value feeds the awaited call itself: run the updates one at a
+/// time, each from the previous one's result.
+fn rewrite_serialize(cx: &Context, facts: &Facts, h: &Hazard) -> Suggestion {
+    let family = cx.family();
+    let hash = suggest::comment(family);
+    let Act::Write(wi) = h.act else {
+        unreachable!("a transformation ends in a write")
+    };
+    let w = &facts.accesses[wi];
+    let p_text = place_text(facts, h);
+    let place = &facts.places[h.place];
+    let field = awaits::tokens(place.last()).join("_");
+    let stmt = stmt_text(cx, facts, w.stmt);
+    let on_self = place.kind == RootKind::This;
+    let code = match family {
+        Family::Js => {
+            let camel: String = awaits::tokens(place.last())
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    if i == 0 {
+                        t.clone()
+                    } else {
+                        let mut c = t.chars();
+                        c.next()
+                            .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+                    }
+                })
+                .collect();
+            let chain = if on_self {
+                format!("this.{camel}Updates")
+            } else {
+                format!("{camel}Updates")
+            };
+            format!(
+                "{hash} run the updates of `{p_text}` one at a time: each starts from the previous result\n{chain} = ({chain} ?? Promise.resolve()).then(async () => {{\n{}\n}});\nawait {chain};",
+                indent(&stmt, "  ")
+            )
+        }
+        Family::Python => {
+            let lock = if on_self {
+                format!("self._{field}_lock")
+            } else {
+                format!("_{field}_lock")
+            };
+            format!(
+                "{hash} run the updates of `{p_text}` one at a time (create `{lock} = asyncio.Lock()` once)\nasync with {lock}:\n{}",
+                indent(&stmt, "    ")
+            )
+        }
+    };
+    Suggestion {
+        title: format!("Serialise the updates of `{p_text}`"),
+        code,
     }
 }
 
@@ -1493,6 +1591,15 @@ fn undo(facts: &Facts, w: &awaits::Access, family: Family) -> String {
     let f = facts.func;
     let p = place_of_write(facts, w);
     let key = w.key.map(|k| facts.expr_text(k).to_string());
+    if let Expr::Assign { op, value, .. } = f.expr(w.expr) {
+        let semi = if family == Family::Js { ";" } else { "" };
+        match &**op {
+            "++" => return format!("{p} -= 1{semi}"),
+            "+=" => return format!("{p} -= {}{semi}", facts.expr_text(*value)),
+            "-=" => return format!("{p} += {}{semi}", facts.expr_text(*value)),
+            _ => {}
+        }
+    }
     match f.expr(w.expr) {
         Expr::Call { callee, .. } => {
             let m = f.callee_name(*callee).unwrap_or("");
@@ -1674,7 +1781,7 @@ fn rewrite_status(cx: &Context, facts: &Facts, h: &Hazard, updates: &[StatusUpda
         .find_map(|a| a.value)
         .map(|v| facts.expr_text(v).to_string())
         .or_else(|| match h.act {
-            Act::Update(u) => Some(facts.expr_text(updates[u].call).to_string()),
+            Act::Update(u) => updates[u].value.clone(),
             Act::Write(_) => None,
         })
         .unwrap_or_else(|| from.clone());

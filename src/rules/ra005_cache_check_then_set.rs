@@ -399,16 +399,27 @@ fn report(
 fn conflict_reply(cx: &Context, func: FuncId) -> String {
     let file = cx.file;
     let family = cx.family();
-    // Parameters of the function and the functions around it.
-    let mut params: Vec<String> = Vec::new();
+    // Parameters (with their declarations) of the function and the
+    // functions around it.
+    let mut params: Vec<(String, String)> = Vec::new();
     let mut cur = Some(func);
     while let Some(id) = cur {
         let g = &file.functions[id as usize];
-        params.extend(g.params.iter().map(|p| p.name.to_string()));
+        params.extend(
+            g.params
+                .iter()
+                .map(|p| (p.name.to_string(), cx.text(p.span).to_string())),
+        );
         cur = g.parent;
     }
-    let has = |n: &str| params.iter().any(|p| p == n);
+    let has = |n: &str| params.iter().any(|(p, _)| p == n);
+    let declared = |needle: &str| params.iter().any(|(_, d)| d.contains(needle));
     let src = cx.src;
+    let body = cx.text(file.functions[func as usize].span);
+    let plain = match family {
+        Family::Js => "return; // a concurrent delivery of the same key is being handled",
+        Family::Python => "return  # a concurrent delivery of the same key is being handled",
+    };
     match family {
         Family::Js => {
             if has("reply") {
@@ -417,21 +428,27 @@ fn conflict_reply(cx: &Context, func: FuncId) -> String {
                 "return res.status(409).json({ error: 'request in progress' });".into()
             } else if has("ctx") && src.contains("koa") {
                 "ctx.status = 409;\nctx.body = { error: 'request in progress' };\nreturn;".into()
-            } else if src.contains("@nestjs") {
+            } else if src.contains("@nestjs") && (has("context") || has("request") || has("req")) {
                 "throw new ConflictException('request in progress');".into()
             } else {
-                "return; // a concurrent delivery of the same key is being handled".into()
+                plain.into()
             }
         }
         Family::Python => {
-            if src.contains("fastapi") || src.contains("starlette") {
+            let fastapi = src.contains("fastapi") || src.contains("starlette");
+            if fastapi
+                && (declared(": Request")
+                    || declared("Header(")
+                    || declared("Depends(")
+                    || declared("Body("))
+            {
                 "raise HTTPException(status_code=409, detail=\"request in progress\")".into()
-            } else if src.contains("django") {
+            } else if src.contains("django") && has("request") {
                 "return JsonResponse({\"error\": \"request in progress\"}, status=409)".into()
-            } else if src.contains("flask") {
+            } else if src.contains("flask") && body.contains("request.") {
                 "return jsonify(error=\"request in progress\"), 409".into()
             } else {
-                "return  # a concurrent delivery of the same key is being handled".into()
+                plain.into()
             }
         }
     }
@@ -481,30 +498,140 @@ fn rewrite(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Sugges
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let (reserve, release, title) = match store.backend {
+    // The store's own argument shape tells node-redis (`{ EX: 300 }`) from
+    // ioredis (`'EX', 300`) when a file imports both.
+    let store_fn = &file.functions[store.func as usize];
+    let store_args: Vec<ExprId> = match store_fn.expr(store.expr) {
+        Expr::Call { args, .. } => args.iter().map(|a| a.value).collect(),
+        _ => Vec::new(),
+    };
+    let camel = store.method.chars().any(|c| c.is_ascii_uppercase());
+    let backend = match store.backend {
+        // node-redis v4 names its commands in camelCase (`hSet`, `sAdd`).
+        Backend::NodeRedis | Backend::IoRedis if camel => Backend::NodeRedis,
+        Backend::NodeRedis | Backend::IoRedis => {
+            if store_args.iter().skip(1).any(|a| matches!(store_fn.expr(*a), Expr::Object(_))) {
+                Backend::NodeRedis
+            } else if store_args
+                .iter()
+                .any(|a| matches!(store_fn.expr(*a), Expr::Str(s) if matches!(&**s, "EX" | "PX" | "KEEPTTL")))
+            {
+                Backend::IoRedis
+            } else {
+                store.backend
+            }
+        }
+        other => other,
+    };
+    let key = key.trim().to_string();
+    let title_key = if key.starts_with('`') {
+        key.clone()
+    } else {
+        format!("`{key}`")
+    };
+    // A hash field or a set member: reserve that field or member itself.
+    let member = store_args.get(1).map(|a| short(cx.text(store_fn.span(*a))));
+    let hash_op = matches!(store.method.as_str(), "hset" | "hSet");
+    let set_op = matches!(store.method.as_str(), "sadd" | "sAdd");
+    if let (true, Some(field)) = (hash_op || set_op, member) {
+        let js = family == Family::Js;
+        let node = backend == Backend::NodeRedis;
+        let (reserve, release) = if hash_op {
+            let hsetnx = if node { "hSetNX" } else { "hsetnx" };
+            let lua = "if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('hdel', KEYS[1], ARGV[1]) end return 0";
+            let release = if node {
+                format!("{aw}{client}.eval(\"{lua}\", {{ keys: [{key}], arguments: [{field}, token] }});")
+            } else if js {
+                format!("{aw}{client}.eval(\"{lua}\", 1, {key}, {field}, token);")
+            } else {
+                format!("{aw}{client}.eval(\"{lua}\", 1, {key}, {field}, token)")
+            };
+            (
+                format!(
+                    "{}reserved = {aw}{client}.{hsetnx}({key}, {field}, token){}",
+                    if js { "const " } else { "" },
+                    if js { ";" } else { "" }
+                ),
+                release,
+            )
+        } else {
+            let (sadd, srem) = if node {
+                ("sAdd", "sRem")
+            } else {
+                ("sadd", "srem")
+            };
+            (
+                format!(
+                    "{}reserved = {aw}{client}.{sadd}({key}, {field}){}",
+                    if js { "const " } else { "" },
+                    if js { ";" } else { "" }
+                ),
+                format!(
+                    "{aw}{client}.{srem}({key}, {field}){} {hash} only this request added it",
+                    if js { ";" } else { " " }
+                ),
+            )
+        };
+        let token_line = match (family, hash_op) {
+            (Family::Js, true) => "const token = crypto.randomUUID();\n",
+            (Family::Python, true) => "token = uuid.uuid4().hex\n",
+            _ => "",
+        };
+        let work_text = work
+            .as_deref()
+            .map(|w| format!("{}\n", indent(w, if js { "  " } else { "    " })))
+            .unwrap_or_default();
+        let code = match family {
+            Family::Js => format!(
+                "{hash} reserve the {} before the work: exactly one request runs it\n{token_line}{reserve}\nif (!reserved) {{\n{}\n}}\ntry {{\n{work_text}{} {hash} record the result\n}} catch (err) {{\n  {release}\n  throw err;\n}}",
+                if hash_op { "field" } else { "member" },
+                indent(&reply, "  "),
+                indent(&store_stmt, "  ")
+            ),
+            Family::Python => format!(
+                "{hash} reserve the {} before the work: exactly one request runs it\n{token_line}{reserve}\nif not reserved:\n{}\ntry:\n{work_text}{}  {hash} record the result\nexcept BaseException:\n    {release}\n    raise",
+                if hash_op { "field" } else { "member" },
+                indent(&reply, "    "),
+                indent(&store_stmt, "    ")
+            ),
+        };
+        return Suggestion {
+            title: format!(
+                "Reserve {field} in {title_key} with {} before the work",
+                if hash_op { "HSETNX" } else { "SADD's result" }
+            ),
+            code,
+        };
+    }
+    let cache_note = if backend == Backend::Cache {
+        format!("{hash} `{client}` must expose SET NX (use the Redis client behind it if it does not)\n")
+    } else {
+        String::new()
+    };
+    let (reserve, release, title) = match backend {
         Backend::NodeRedis | Backend::Cache => (
             format!("const reserved = {aw}{client}.set({key}, token, {{ NX: true, EX: 300 }});"),
             format!(
                 "{aw}{client}.eval(\"{LUA_RELEASE}\", {{ keys: [{key}], arguments: [token] }});"
             ),
-            format!("Reserve `{key}` with SET NX before the work"),
+            format!("Reserve {title_key} with SET NX before the work"),
         ),
         Backend::IoRedis => (
             format!("const reserved = {aw}{client}.set({key}, token, 'EX', 300, 'NX');"),
             format!("{aw}{client}.eval(\"{LUA_RELEASE}\", 1, {key}, token);"),
-            format!("Reserve `{key}` with SET NX before the work"),
+            format!("Reserve {title_key} with SET NX before the work"),
         ),
         Backend::RedisPy => (
             format!("reserved = {aw}{client}.set({key}, token, nx=True, ex=300)"),
             format!("{aw}{client}.eval(\"{LUA_RELEASE}\", 1, {key}, token)"),
-            format!("Reserve `{key}` with SET NX before the work"),
+            format!("Reserve {title_key} with SET NX before the work"),
         ),
         Backend::DjangoCache => (
             format!("reserved = {}{client}.{}({key}, token, timeout=300)", aw, if is_async { "aadd" } else { "add" }),
             format!(
                 "get_redis_connection(\"default\").eval(\"{LUA_RELEASE}\", 1, {client}.make_key({key}), token)  {hash} django-redis: an atomic compare-and-delete"
             ),
-            format!("Reserve `{key}` with `cache.add` before the work"),
+            format!("Reserve {title_key} with `cache.add` before the work"),
         ),
         Backend::Memory => {
             let (mark, unmark) = match (family, store.method.as_str()) {
@@ -531,7 +658,7 @@ fn rewrite(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Sugges
                     ),
                 };
                 return Suggestion {
-                    title: format!("Add `{key}` to `{client}` before the first await"),
+                    title: format!("Add {title_key} to `{client}` before the first await"),
                     code,
                 };
             }
@@ -549,20 +676,20 @@ fn rewrite(cx: &Context, fx: &Facts, check: &CacheOp, store: &CacheOp) -> Sugges
                 ),
             };
             return Suggestion {
-                title: format!("Reserve `{key}` in `{client}` before the first await"),
+                title: format!("Reserve {title_key} in `{client}` before the first await"),
                 code,
             };
         }
     };
     let code = match family {
         Family::Js => format!(
-            "{hash} reserve the key before the work: exactly one request runs it\nconst token = crypto.randomUUID();\n{reserve}\nif (!reserved) {{\n{}\n}}\ntry {{\n{}{} {hash} overwrite the reservation with the result\n}} catch (err) {{\n  {hash} release only our own reservation (compare-and-delete)\n  {release}\n  throw err;\n}}",
+            "{cache_note}{hash} reserve the key before the work: exactly one request runs it\nconst token = crypto.randomUUID();\n{reserve}\nif (!reserved) {{\n{}\n}}\ntry {{\n{}{} {hash} overwrite the reservation with the result\n}} catch (err) {{\n  {hash} release only our own reservation (compare-and-delete)\n  {release}\n  throw err;\n}}",
             indent(&reply, "  "),
             work.as_deref().map(|w| format!("{}\n", indent(w, "  "))).unwrap_or_default(),
             indent(&store_stmt, "  ")
         ),
         Family::Python => format!(
-            "{hash} reserve the key before the work: exactly one request runs it\ntoken = uuid.uuid4().hex\n{reserve}\nif not reserved:\n{}\ntry:\n{}{}  {hash} overwrite the reservation with the result\nexcept BaseException:\n    {hash} release only our own reservation (compare-and-delete)\n    {release}\n    raise",
+            "{cache_note}{hash} reserve the key before the work: exactly one request runs it\ntoken = uuid.uuid4().hex\n{reserve}\nif not reserved:\n{}\ntry:\n{}{}  {hash} overwrite the reservation with the result\nexcept BaseException:\n    {hash} release only our own reservation (compare-and-delete)\n    {release}\n    raise",
             indent(&reply, "    "),
             work.as_deref().map(|w| format!("{}\n", indent(w, "    "))).unwrap_or_default(),
             indent(&store_stmt, "    ")
