@@ -962,9 +962,31 @@ fn update_targets(facts: &Facts, root: &str, call: ExprId) -> bool {
     let Expr::Call { args, .. } = f.expr(record.load) else {
         return false;
     };
+    // Names that say which row, not a session or options passed along.
+    const CONTEXT: &[&str] = &[
+        "session",
+        "transaction",
+        "tx",
+        "trx",
+        "t",
+        "manager",
+        "em",
+        "conn",
+        "connection",
+        "client",
+        "db",
+        "options",
+        "opts",
+        "ctx",
+        "req",
+        "context",
+        "request",
+        "locale",
+    ];
     args.iter()
         .flat_map(|a| names(a.value))
         .filter(|n| n.chars().next().is_some_and(char::is_lowercase))
+        .filter(|n| !CONTEXT.contains(&n.as_str()))
         .any(|n| used.contains(&n))
 }
 
