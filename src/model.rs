@@ -486,12 +486,28 @@ pub struct FileModel {
     pub memo: Memo,
 }
 
+impl FileModel {
+    /// `f`'s index in `functions`, from its address: a search per function
+    /// would make whole-file analyses quadratic.
+    pub fn func_id(&self, f: &Function) -> Option<FuncId> {
+        let base = self.functions.as_ptr() as usize;
+        let offset = (f as *const Function as usize).checked_sub(base)?;
+        let index = offset / std::mem::size_of::<Function>();
+        self.functions
+            .get(index)
+            .filter(|g| std::ptr::eq(*g, f))
+            .map(|_| index as FuncId)
+    }
+}
+
 /// A per-file cache of analysis results, one slot per type and key. A file is
 /// lowered and analysed on one thread, so a `RefCell` suffices.
 #[derive(Default)]
 pub struct Memo {
-    slots: std::cell::RefCell<Vec<(std::any::TypeId, u32, std::rc::Rc<dyn std::any::Any>)>>,
+    slots: std::cell::RefCell<Vec<MemoSlot>>,
 }
+
+type MemoSlot = (std::any::TypeId, u32, std::rc::Rc<dyn std::any::Any>);
 
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {

@@ -8,6 +8,22 @@ use reentrancy_audit::model::Language;
 use reentrancy_audit::rules::RULES;
 use reentrancy_audit::scan::{scan_text, ScanOptions};
 
+fn doc_files() -> Vec<(String, String)> {
+    let mut docs: Vec<(String, String)> = std::fs::read_dir("rules")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    docs.sort();
+    docs
+}
+
 fn front_matter(doc: &str) -> Vec<(String, String)> {
     let body = doc
         .strip_prefix("---\n")
@@ -18,6 +34,26 @@ fn front_matter(doc: &str) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
+}
+
+#[test]
+fn every_rule_has_a_doc_and_every_doc_a_rule() {
+    let docs = doc_files();
+    let doc_codes: BTreeSet<String> = docs
+        .iter()
+        .map(|(_, text)| {
+            front_matter(text)
+                .into_iter()
+                .find(|(k, _)| k == "code")
+                .map(|(_, v)| v)
+                .expect("doc has a code")
+        })
+        .collect();
+    let rule_codes: BTreeSet<String> = RULES.iter().map(|r| r.meta().code.to_string()).collect();
+    assert_eq!(
+        doc_codes, rule_codes,
+        "rules/ docs and registered rules differ"
+    );
 }
 
 #[test]

@@ -1181,7 +1181,7 @@ impl FunctionGuards {
     /// `pLimit(1)`.
     fn scoped_callback(&mut self, file: &FileModel, f: &Function, src: &str) {
         let Some(parent_id) = f.parent else { return };
-        let Some(self_id) = func_id(file, f) else {
+        let Some(self_id) = file.func_id(f) else {
             return;
         };
         let parent = &file.functions[parent_id as usize];
@@ -1205,18 +1205,6 @@ impl FunctionGuards {
             }
         }
     }
-}
-
-/// `f`'s index in `file.functions`, from its address (O(1), where a search
-/// per function would be quadratic).
-fn func_id(file: &FileModel, f: &Function) -> Option<FuncId> {
-    let base = file.functions.as_ptr() as usize;
-    let offset = (f as *const Function as usize).checked_sub(base)?;
-    let index = offset / std::mem::size_of::<Function>();
-    file.functions
-        .get(index)
-        .filter(|g| std::ptr::eq(*g, f))
-        .map(|_| index as FuncId)
 }
 
 /// For each function passed directly as a call argument, the calls (in its

@@ -422,9 +422,14 @@ impl Frontend for Js {
                 _ => return other(lw, node, mark),
             },
             "variable_declarator" => {
-                let (Some(target), Some(value)) = (lw.child(mark, "name"), lw.child(mark, "value"))
-                else {
+                let Some(target) = lw.child(mark, "name") else {
                     return Exit::Nothing;
+                };
+                // `let client;` still binds the name (to `undefined`): a
+                // module-level `let` is shared state even before it is set.
+                let value = match lw.child(mark, "value") {
+                    Some(value) => value,
+                    None => lw.push(Expr::Null, node),
                 };
                 let assign = lw.push(
                     Expr::Assign {

@@ -5,6 +5,8 @@
 mod ra001_check_then_insert;
 mod ra002_nondeterministic_idempotency_key;
 mod ra003_guard_release_not_in_finally;
+mod ra004_state_mutation_across_await;
+mod ra005_cache_check_then_set;
 mod ra006_unsafe_distributed_lock;
 mod ra007_payment_call_without_idempotency_key;
 
@@ -110,6 +112,8 @@ pub static RULES: &[&dyn Rule] = &[
     &ra001_check_then_insert::Rule,
     &ra002_nondeterministic_idempotency_key::Rule,
     &ra003_guard_release_not_in_finally::Rule,
+    &ra004_state_mutation_across_await::Rule,
+    &ra005_cache_check_then_set::Rule,
     &ra006_unsafe_distributed_lock::Rule,
     &ra007_payment_call_without_idempotency_key::Rule,
 ];
