@@ -194,8 +194,11 @@ impl Prefilter {
         words.retain(|w| !w.is_empty());
         words.sort();
         words.dedup();
+        // Case-insensitive: a superset of the case-sensitive matches, so the
+        // skip stays sound for `INSERT` / `insert` and `False` / `false`.
         let matcher = aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .ascii_case_insensitive(true)
             .build(&words)
             .ok();
         Prefilter { matcher }

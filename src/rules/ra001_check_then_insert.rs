@@ -41,6 +41,14 @@ impl super::Rule for Rule {
         &META
     }
 
+    /// Every finding is at an insert: an ORM insert verb or SQL `INSERT`
+    /// (the prefilter matches case-insensitively).
+    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+        let mut words = crate::analysis::db::catalog().orm.inserts.clone();
+        words.push("insert".to_string());
+        Some(words)
+    }
+
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         let f = cx.func;
         if !may_insert(cx) || runs_once(f) {

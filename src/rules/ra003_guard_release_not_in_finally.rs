@@ -39,6 +39,20 @@ impl super::Rule for Rule {
         &META
     }
 
+    /// Every finding is at a release: a container delete, a lock release, a
+    /// release helper, `del`, or a flag reset to a falsy literal.
+    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+        let cat = crate::analysis::guards::locks();
+        let mut words: Vec<String> = cat.names.release_tokens.clone();
+        words.extend(cat.containers.set_release_js.iter().cloned());
+        words.extend(cat.containers.set_release_py.iter().cloned());
+        words.extend(cat.containers.map_release_js.iter().cloned());
+        words.extend(cat.containers.map_release_py.iter().cloned());
+        words.extend(cat.locks.release.iter().cloned());
+        words.extend(["false", "null", "none", "undefined"].map(String::from));
+        Some(words)
+    }
+
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         if cx.is_module() && cx.func.stmts.is_empty() {
             return;

@@ -45,6 +45,12 @@ impl super::Rule for Rule {
         &META
     }
 
+    /// Every finding spans an await point, which needs `await` or `async`
+    /// (`async for`, `async with`).
+    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+        Some(vec!["await".to_string(), "async".to_string()])
+    }
+
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         let f = cx.func;
         if !f.is_async || !yields(f) || !writes_something(f) {

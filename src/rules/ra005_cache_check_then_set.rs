@@ -39,6 +39,14 @@ impl super::Rule for Rule {
         &META
     }
 
+    /// Every finding ends at a store: a cache client's store method, or an
+    /// in-memory store, which counts only in async code.
+    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+        let mut words = crate::analysis::cache::catalog().ops.stores.clone();
+        words.push("async".to_string());
+        Some(words)
+    }
+
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         let file = cx.file;
         if cx.is_module() {

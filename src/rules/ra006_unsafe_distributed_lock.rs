@@ -41,6 +41,16 @@ impl super::Rule for Rule {
         &META
     }
 
+    /// Every finding is an NX acquire or a delete of a lock key.
+    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+        let redis = &crate::analysis::guards::locks().redis;
+        let mut words: Vec<String> = redis.nx_tokens.clone();
+        words.extend(redis.setnx.iter().cloned());
+        words.extend(redis.delete_js.iter().cloned());
+        words.extend(["nx", "delete", "unlink", "release"].map(String::from));
+        Some(words)
+    }
+
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         let ops = redis_ops(cx.file, cx.func, cx.src);
         // Tests delete lock keys on purpose (to simulate a lost lock).

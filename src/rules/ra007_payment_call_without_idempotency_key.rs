@@ -34,6 +34,18 @@ impl super::Rule for Rule {
         &META
     }
 
+    /// Every finding is a money-moving call: the first segment of one of the
+    /// catalogue's call paths (`paymentIntents`, `Refund`) is in the text.
+    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+        let words = crate::analysis::external::payments()
+            .api
+            .iter()
+            .flat_map(|api| api.calls.iter())
+            .filter_map(|c| c.path.split('.').next().map(str::to_string))
+            .collect();
+        Some(words)
+    }
+
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
         let f = cx.func;
         let family = cx.family();
