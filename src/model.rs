@@ -411,7 +411,9 @@ impl Function {
     }
 
     /// Every expression reachable from `root` (pre-order, root first), using an
-    /// explicit stack so deep expressions cannot overflow.
+    /// explicit stack so deep expressions cannot overflow. The front-ends keep
+    /// the arena a tree (no expression is the child of two parents), so this
+    /// is linear in the subtree.
     pub fn descendants(&self, root: ExprId) -> Vec<ExprId> {
         let mut out = Vec::new();
         let mut stack = vec![root];

@@ -380,3 +380,76 @@ fn prefilter_never_changes_the_findings() {
     }
     assert_eq!(targets.len(), 2, "python3 generated the corpus");
 }
+
+#[test]
+fn update_expression_chains_stay_linear() {
+    // Found by the fuzzer: `i------…d` once made the model a DAG whose walks
+    // doubled at every level.
+    let tmp = tempfile::tempdir().unwrap();
+    let chain = format!(
+        "class W {{ p = new Set(); f() {{ e(i{}d); this.p.delete(i) }} }}\n",
+        "-".repeat(4000)
+    );
+    for name in ["chain.tsx", "chain.js"] {
+        write(tmp.path(), name, chain.as_bytes());
+    }
+    let started = Instant::now();
+    let r = run(&["scan", s(tmp.path()), "--no-prefilter"]);
+    assert!(r.code == 0 || r.code == 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_lowered_model_is_a_tree() {
+    use reentrancy_audit::lang::{lower, Parsers};
+    use reentrancy_audit::model::Language;
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::from("fixtures")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if Language::from_path(&p).is_some() {
+                files.push(p);
+            }
+        }
+    }
+    let mut parsers = Parsers::default();
+    for path in files {
+        let language = Language::from_path(&path).unwrap();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let tree = parsers.parser(language).parse(&src, None).unwrap();
+        let model = lower(&tree, &src, language);
+        for f in &model.functions {
+            let mut parent: Vec<Option<u32>> = vec![None; f.exprs.len()];
+            let mut kids = Vec::new();
+            for id in 0..f.exprs.len() as u32 {
+                kids.clear();
+                f.children(id, &mut kids);
+                for k in &kids {
+                    assert!(
+                        *k < id,
+                        "{}: a child ({k}) is lowered before its parent ({id})",
+                        path.display()
+                    );
+                    if let Some(other) = parent[*k as usize] {
+                        panic!(
+                            "{} {}: {:?} has two parents, {:?} and {:?}",
+                            path.display(),
+                            f.name,
+                            f.expr(*k),
+                            f.expr(other),
+                            f.expr(id)
+                        );
+                    }
+                    parent[*k as usize] = Some(id);
+                }
+            }
+        }
+    }
+}

@@ -329,17 +329,25 @@ impl Frontend for Js {
                 let mut props = Vec::new();
                 for c in lw.children(mark).to_vec() {
                     match lw.func.expr(c.expr).clone() {
-                        Expr::Object(p) if kind(c.node) == "pair" => props.extend(p),
+                        Expr::Object(p) if kind(c.node) == "pair" => {
+                            // The pair's one-property object is folded into
+                            // this one: empty it so each value has one parent.
+                            lw.func.exprs[c.expr as usize] = Expr::Other(Vec::new());
+                            props.extend(p)
+                        }
                         Expr::Ident(name) => props.push(Prop {
                             key: PropKey::Name(name),
                             key_span: span_of(c.node),
                             value: c.expr,
                         }),
-                        Expr::Unary { op, arg } if &*op == "..." => props.push(Prop {
-                            key: PropKey::Spread,
-                            key_span: span_of(c.node),
-                            value: arg,
-                        }),
+                        Expr::Unary { op, arg } if &*op == "..." => {
+                            lw.func.exprs[c.expr as usize] = Expr::Other(Vec::new());
+                            props.push(Prop {
+                                key: PropKey::Spread,
+                                key_span: span_of(c.node),
+                                value: arg,
+                            })
+                        }
                         _ => {
                             let name = c
                                 .node
@@ -378,13 +386,18 @@ impl Frontend for Js {
                 },
                 None => return other(lw, node, mark),
             },
+            // `i++` / `i--`: the value is a literal of its own, so the model
+            // stays a tree (sharing the target made `i------` exponential).
             "update_expression" => match lw.child(mark, "argument") {
-                Some(target) => Expr::Assign {
-                    target,
-                    op: "++".into(),
-                    value: target,
-                    decl: false,
-                },
+                Some(target) => {
+                    let value = lw.push(Expr::Num("1".into()), node);
+                    Expr::Assign {
+                        target,
+                        op: "++".into(),
+                        value,
+                        decl: false,
+                    }
+                }
                 None => return other(lw, node, mark),
             },
             "await_expression" | "yield_expression" => match lw.children(mark).first() {

@@ -260,12 +260,19 @@ impl Frontend for Python {
                 let mut props = Vec::new();
                 for c in lw.children(mark).to_vec() {
                     match lw.func.expr(c.expr).clone() {
-                        Expr::Object(p) if kind(c.node) == "pair" => props.extend(p),
-                        Expr::Unary { arg, .. } => props.push(Prop {
-                            key: PropKey::Spread,
-                            key_span: span_of(c.node),
-                            value: arg,
-                        }),
+                        Expr::Object(p) if kind(c.node) == "pair" => {
+                            // Folded into this dict: one parent per value.
+                            lw.func.exprs[c.expr as usize] = Expr::Other(Vec::new());
+                            props.extend(p)
+                        }
+                        Expr::Unary { arg, .. } => {
+                            lw.func.exprs[c.expr as usize] = Expr::Other(Vec::new());
+                            props.push(Prop {
+                                key: PropKey::Spread,
+                                key_span: span_of(c.node),
+                                value: arg,
+                            })
+                        }
                         _ => {}
                     }
                 }
