@@ -119,6 +119,45 @@ impl CallPattern {
     }
 }
 
+thread_local! {
+    /// The catalogue of the scan running on this thread, for analyses that
+    /// have no `Context` at hand (set per file by the scanner).
+    static ACTIVE: std::cell::RefCell<Option<std::sync::Arc<Catalog>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `catalog` (with its config extensions) the one analyses on this
+/// thread see through [`with_extensions`].
+pub fn set_active(catalog: Option<std::sync::Arc<Catalog>>) {
+    ACTIVE.with(|a| *a.borrow_mut() = catalog);
+}
+
+/// Runs `f` on the active scan's config extensions (empty without a config).
+pub fn with_extensions<R>(f: impl FnOnce(&Extensions) -> R) -> R {
+    ACTIVE.with(|a| match a.borrow().as_ref() {
+        Some(c) => f(&c.ext),
+        None => f(&Extensions::default()),
+    })
+}
+
+/// Whether a callee path matches one of the patterns.
+pub fn matches_any(patterns: &[CallPattern], path: &[&str]) -> bool {
+    patterns.iter().any(|p| p.matches(path))
+}
+
+/// Whether a bare function name is the last segment of one of the patterns
+/// (for analyses that see a helper's name, not its path).
+pub fn names_any(patterns: &[CallPattern], name: &str) -> bool {
+    patterns.iter().any(|p| p.literal_segment() == Some(name))
+}
+
+/// The literal last segments of the patterns: prefilter trigger words.
+pub fn literal_segments(patterns: &[CallPattern]) -> impl Iterator<Item = String> + '_ {
+    patterns
+        .iter()
+        .filter_map(|p| p.literal_segment().map(str::to_string))
+}
+
 pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {

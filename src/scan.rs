@@ -437,6 +437,7 @@ fn scan_source(
             line: Some(index.position(first.start as usize).line),
         });
     }
+    crate::catalog::set_active(opts.catalog.clone());
     // The rules get what is left of the file's budget.
     let deadline = started + budget;
     let (findings, finished) = analyse(

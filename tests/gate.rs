@@ -175,6 +175,56 @@ fn catalog_extensions_make_in_house_helpers_count() {
 }
 
 #[test]
+fn catalog_extensions_for_every_effect_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let js = "async function signUp(db, email) {\n  const existing = await db.findUserByEmail(email);\n  if (existing) return existing;\n  await warehouse.notifyWarehouse(email);\n  return db.insertUser({ email });\n}\n\nasync function pay(order) {\n  return billing.chargeCustomer(order.customerId, order.total);\n}\n\nasync function payKeyed(order, idempotencyKey) {\n  return billing.chargeCustomer(order.customerId, order.total, { idempotencyKey });\n}\n\nasync function work(jobs, id) {\n  await jobs.pin(id);\n  await doWork(id);\n  await jobs.unpin(id);\n}\n";
+    write(d, "app.js", js);
+    let (_, doc) = findings(d, &["app.js"]);
+    assert_eq!(
+        count(&doc),
+        0,
+        "nothing is known about these helpers yet: {doc}"
+    );
+    let config = "[catalog]\ndb-read = [\"**.findUserByEmail\"]\ndb-insert = [\"**.insertUser\"]\npayment = [\"billing.chargeCustomer\"]\nlock-acquire = [\"**.pin\"]\nlock-release = [\"**.unpin\"]\n";
+    write(d, "reentrancy-audit.toml", config);
+    let (_, doc) = findings(d, &["app.js"]);
+    let got: Vec<(String, u64, String)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule_id"].as_str().unwrap().to_string(),
+                f["location"]["start"]["line"].as_u64().unwrap(),
+                f["risk"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("RA001".to_string(), 5, "medium".to_string()),
+            ("RA007".to_string(), 9, "medium".to_string()),
+            ("RA003".to_string(), 19, "high".to_string()),
+        ],
+        "the keyed call is not reported"
+    );
+    // An in-house external call between the check and the insert raises the risk.
+    write(
+        d,
+        "reentrancy-audit.toml",
+        &format!("{config}external = [\"**.notifyWarehouse\"]\n"),
+    );
+    let (_, doc) = findings(d, &["app.js", "--select", "RA001"]);
+    assert_eq!(doc["findings"][0]["risk"], "high", "{doc}");
+    // The prefilter knows the helpers too: identical with and without it.
+    let (_, off) = findings(d, &["app.js", "--no-prefilter"]);
+    let (_, on) = findings(d, &["app.js"]);
+    assert_eq!(on["findings"], off["findings"]);
+}
+
+#[test]
 fn suppressions_in_every_form_and_unused_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

@@ -149,6 +149,22 @@ pub fn classify(f: &Function, call: ExprId, family: Family) -> Option<External> 
     let receiver = &path[..path.len() - 1];
     let label = || f.callee_text(callee);
     let c = external();
+    // The team's own helpers, from the config's `[catalog]`.
+    let in_house = crate::catalog::with_extensions(|ext| {
+        if crate::catalog::matches_any(&ext.payment, &path) {
+            Some(ExternalKind::Payment)
+        } else if crate::catalog::matches_any(&ext.external, &path) {
+            Some(ExternalKind::Http)
+        } else {
+            None
+        }
+    });
+    if let Some(kind) = in_house {
+        return Some(External {
+            kind,
+            label: label(),
+        });
+    }
 
     if money_call(f, call, family).is_some()
         || c.payment.calls.iter().any(|p| p.matches(&path))

@@ -163,6 +163,9 @@ impl LockCatalog {
     /// A function or method name that releases a lock: `releaseLock`,
     /// `unlock`, `release_job_lock`, `freeLock`.
     pub fn is_release_helper(&self, name: &str) -> bool {
+        if crate::catalog::with_extensions(|e| crate::catalog::names_any(&e.lock_release, name)) {
+            return true;
+        }
         let t = name_tokens(name);
         let Some(first) = t.first() else { return false };
         if first == "unlock" {
@@ -176,6 +179,9 @@ impl LockCatalog {
     /// A function or method name that takes a lock: `acquireLock`, `lockJob`,
     /// `tryLock`, `take_lock`.
     pub fn is_acquire_helper(&self, name: &str) -> bool {
+        if crate::catalog::with_extensions(|e| crate::catalog::names_any(&e.lock_acquire, name)) {
+            return true;
+        }
         let t = name_tokens(name);
         let Some(first) = t.first() else { return false };
         has(&self.names.acquire_tokens, first)

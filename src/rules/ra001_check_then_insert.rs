@@ -43,9 +43,10 @@ impl super::Rule for Rule {
 
     /// Every finding is at an insert: an ORM insert verb or SQL `INSERT`
     /// (the prefilter matches case-insensitively).
-    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+    fn triggers(&self, catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
         let mut words = crate::analysis::db::catalog().orm.inserts.clone();
         words.push("insert".to_string());
+        words.extend(crate::catalog::literal_segments(&catalog.ext.db_insert));
         Some(words)
     }
 
@@ -55,7 +56,9 @@ impl super::Rule for Rule {
             return;
         }
         let family = cx.family();
-        let ops = db::ops(f, family);
+        let mut ops = db::ops(f, family);
+        ops.extend(in_house_ops(cx));
+        ops.sort_by_key(|o| o.span.start);
         if !ops.iter().any(|o| o.kind == OpKind::Insert) {
             return;
         }
@@ -103,7 +106,88 @@ fn runs_once(f: &Function) -> bool {
 
 /// Cheap test before building the operations: a call that can insert, or
 /// text that mentions INSERT.
+/// The team's own DB helpers from the config (`db-read`, `db-insert`,
+/// `db-upsert`), each naming its entity: `findUserByEmail` reads `user`.
+fn in_house_ops(cx: &Context) -> Vec<db::DbOp> {
+    let ext = &cx.catalog.ext;
+    if ext.db_read.is_empty() && ext.db_insert.is_empty() && ext.db_upsert.is_empty() {
+        return Vec::new();
+    }
+    let f = cx.func;
+    let mut out = Vec::new();
+    for (i, e) in f.exprs.iter().enumerate() {
+        let Expr::Call { callee, args } = e else {
+            continue;
+        };
+        let path = f.path(*callee);
+        let kind = if crate::catalog::matches_any(&ext.db_upsert, &path) {
+            OpKind::SafeInsert
+        } else if crate::catalog::matches_any(&ext.db_insert, &path) {
+            OpKind::Insert
+        } else if crate::catalog::matches_any(&ext.db_read, &path) {
+            OpKind::Read
+        } else {
+            continue;
+        };
+        let id = i as ExprId;
+        out.push(db::DbOp {
+            kind,
+            expr: id,
+            span: f.span(id),
+            entity: path.last().and_then(|name| helper_entity(name)),
+            lib: db::Lib::Unknown,
+            lock: false,
+            keys: Vec::new(),
+            sql: None,
+            in_tx: false,
+            serializable: false,
+            label: f.callee_text(*callee),
+            data: args.first().map(|a| a.value),
+        });
+    }
+    out
+}
+
+/// The entity a helper's name mentions: `findUserByEmail` and
+/// `insert_user` give `user`; `saveOrder` gives `order`.
+fn helper_entity(name: &str) -> Option<String> {
+    const VERBS: &[&str] = &[
+        "find", "get", "fetch", "load", "lookup", "read", "check", "exists", "count", "insert",
+        "create", "add", "save", "new", "upsert", "put", "write", "store", "make", "register",
+        "ensure", "a",
+    ];
+    let mut words: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for c in name.chars() {
+        if (c == '_' || c.is_uppercase()) && !cur.is_empty() {
+            words.push(std::mem::take(&mut cur));
+        }
+        if c != '_' {
+            cur.extend(c.to_lowercase());
+        }
+    }
+    words.push(cur);
+    let mut rest = words
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .skip_while(|w| VERBS.contains(&w.as_str()));
+    let entity: Vec<String> = rest
+        .by_ref()
+        .take_while(|w| !matches!(w.as_str(), "by" | "for" | "with" | "from" | "if" | "or"))
+        .collect();
+    (!entity.is_empty()).then(|| entity.join("_"))
+}
+
 fn may_insert(cx: &Context) -> bool {
+    let ext = &cx.catalog.ext;
+    if !ext.db_insert.is_empty()
+        && cx.func.exprs.iter().any(|e| {
+            matches!(e, Expr::Call { callee, .. }
+                if crate::catalog::matches_any(&ext.db_insert, &cx.func.path(*callee)))
+        })
+    {
+        return true;
+    }
     let cat = db::catalog();
     cx.func.exprs.iter().any(|e| match e {
         Expr::Call { callee, .. } => cx

@@ -41,7 +41,7 @@ impl super::Rule for Rule {
 
     /// Every finding is at a release: a container delete, a lock release, a
     /// release helper, `del`, or a flag reset to a falsy literal.
-    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+    fn triggers(&self, catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
         let cat = crate::analysis::guards::locks();
         let mut words: Vec<String> = cat.names.release_tokens.clone();
         words.extend(cat.containers.set_release_js.iter().cloned());
@@ -50,6 +50,7 @@ impl super::Rule for Rule {
         words.extend(cat.containers.map_release_py.iter().cloned());
         words.extend(cat.locks.release.iter().cloned());
         words.extend(["false", "null", "none", "undefined"].map(String::from));
+        words.extend(crate::catalog::literal_segments(&catalog.ext.lock_release));
         Some(words)
     }
 

@@ -36,13 +36,14 @@ impl super::Rule for Rule {
 
     /// Every finding is a money-moving call: the first segment of one of the
     /// catalogue's call paths (`paymentIntents`, `Refund`) is in the text.
-    fn triggers(&self, _catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
-        let words = crate::analysis::external::payments()
+    fn triggers(&self, catalog: &crate::catalog::Catalog) -> Option<Vec<String>> {
+        let mut words: Vec<String> = crate::analysis::external::payments()
             .api
             .iter()
             .flat_map(|api| api.calls.iter())
             .filter_map(|c| c.path.split('.').next().map(str::to_string))
             .collect();
+        words.extend(crate::catalog::literal_segments(&catalog.ext.payment));
         Some(words)
     }
 
@@ -55,6 +56,9 @@ impl super::Rule for Rule {
                 continue;
             };
             let Some(m) = external::money_call(f, id, family) else {
+                if let Some(finding) = in_house(cx, id, args) {
+                    out.push(finding);
+                }
                 continue;
             };
             let b = bindings.get_or_insert_with(|| Bindings::new(f));
@@ -237,6 +241,84 @@ fn key_state(f: &Function, b: &Bindings, _call: ExprId, args: &[Arg], m: &MoneyC
             }
         }
     }
+}
+
+/// A call to one of the team's own payment helpers (config `payment`) that
+/// passes nothing named like an idempotency key. A spread or `**kwargs` may
+/// carry one: not reported.
+fn in_house(cx: &Context, call: ExprId, args: &[Arg]) -> Option<RawFinding> {
+    let f = cx.func;
+    let Expr::Call { callee, .. } = f.expr(call) else {
+        return None;
+    };
+    if !crate::catalog::matches_any(&cx.catalog.ext.payment, &f.path(*callee)) {
+        return None;
+    }
+    let sinks = &cx.catalog.idempotency_sinks;
+    for a in args {
+        if a.spread || a.name.as_deref().is_some_and(|n| sinks.is_key_name(n)) {
+            return None;
+        }
+        match f.expr(a.value) {
+            Expr::Ident(n) if sinks.is_key_name(n) => return None,
+            Expr::Object(props) => {
+                for p in props {
+                    match &p.key {
+                        PropKey::Spread => return None,
+                        PropKey::Name(k) if sinks.is_key_name(k) => return None,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let label = f.callee_text(*callee);
+    let family = cx.family();
+    let caller = suggest::caller_key(cx);
+    let stmt = f
+        .stmts
+        .iter()
+        .find(|s| s.span.contains(f.span(call)))
+        .map_or(f.span(call), |s| s.span);
+    let last = args.last().map(|a| f.span(a.value));
+    let (key_arg, comment) = match family {
+        Family::Js => (format!(", {{ idempotencyKey: {} }}", caller.name), "//"),
+        Family::Python => (format!(", idempotency_key={}", caller.name), "#"),
+    };
+    let mut code = Vec::new();
+    code.push(format!(
+        "{comment} pass a key that is the same on every retry of this request (and make `{label}` forward it to the provider)"
+    ));
+    code.extend(caller.setup.clone());
+    code.push(match last {
+        Some(last) => suggest::rewrite(
+            cx.src,
+            stmt,
+            &[(
+                Span {
+                    start: last.end,
+                    end: last.end,
+                },
+                key_arg,
+            )],
+        ),
+        None => cx.text(stmt).to_string(),
+    });
+    Some(RawFinding {
+        code: META.code,
+        risk: META.risk,
+        confidence: Confidence::Medium,
+        message: format!(
+            "`{label}` moves money (a payment helper named in the config) but is given no idempotency key: a retried request pays twice"
+        ),
+        span: f.span(call),
+        related: Vec::new(),
+        suggestion: Suggestion {
+            title: format!("Pass an idempotency key to `{label}`"),
+            code: code.join("\n"),
+        },
+    })
 }
 
 fn report(
