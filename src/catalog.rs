@@ -158,6 +158,35 @@ pub fn literal_segments(patterns: &[CallPattern]) -> impl Iterator<Item = String
         .filter_map(|p| p.literal_segment().map(str::to_string))
 }
 
+/// The words of a name, lower-cased, split at non-alphanumerics and camelCase
+/// humps: `acquireLock` -> [acquire, lock], `HTTPClient` -> [http, client],
+/// `` `lock:${id}` `` -> [lock, id], `RELEASE_LOCK` -> [release, lock].
+pub fn name_tokens(name: &str) -> Vec<String> {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if c.is_uppercase() && !cur.is_empty() {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {

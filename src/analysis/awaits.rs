@@ -119,34 +119,7 @@ fn has(list: &[String], name: &str) -> bool {
     list.iter().any(|x| x == name)
 }
 
-/// The lower-case tokens of a name: split at non-alphanumerics and camelCase
-/// humps (`paymentGateway` -> `payment`, `gateway`; `HTTPClient` -> `http`,
-/// `client`).
-pub fn tokens(name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let chars: Vec<char> = name.chars().collect();
-    let mut cur = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_alphanumeric() {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            continue;
-        }
-        if c.is_uppercase() && !cur.is_empty() {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
-                out.push(std::mem::take(&mut cur));
-            }
-        }
-        cur.extend(c.to_lowercase());
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
+pub use crate::catalog::name_tokens as tokens;
 
 pub fn has_token(name: &str, words: &[String]) -> bool {
     tokens(name)

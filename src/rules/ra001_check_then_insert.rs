@@ -156,17 +156,7 @@ fn helper_entity(name: &str) -> Option<String> {
         "create", "add", "save", "new", "upsert", "put", "write", "store", "make", "register",
         "ensure", "a",
     ];
-    let mut words: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    for c in name.chars() {
-        if (c == '_' || c.is_uppercase()) && !cur.is_empty() {
-            words.push(std::mem::take(&mut cur));
-        }
-        if c != '_' {
-            cur.extend(c.to_lowercase());
-        }
-    }
-    words.push(cur);
+    let words = crate::catalog::name_tokens(name);
     let mut rest = words
         .into_iter()
         .filter(|w| !w.is_empty())
