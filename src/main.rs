@@ -111,7 +111,7 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
     opts.parse_only = args.parse_only;
 
     let mut stdin_text = None;
-    let result = match &args.stdin_filename {
+    let mut result = match &args.stdin_filename {
         Some(name) => {
             let language = Language::from_path(name).ok_or_else(|| {
                 format!(
@@ -135,7 +135,7 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
         .iter()
         .filter_map(|(code, o)| Some((code.get_ref().to_ascii_uppercase(), o.risk?.risk()?)))
         .collect();
-    let mut findings = result.findings.clone();
+    let mut findings = std::mem::take(&mut result.findings);
     for f in &mut findings {
         if let Some((_, r)) = overrides.iter().find(|(c, _)| c == f.rule_id) {
             f.risk = *r;
@@ -181,22 +181,30 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
             None => read_source(path),
         }
     };
-    let rendered = match args.format {
-        Format::Json => report::json::render(&report),
-        Format::Sarif => report::sarif::render(&report),
-        Format::Github => report::github::render(&report),
-        Format::Human => {
-            report::human::render(&report, report::human::use_colour(to_terminal), &source)
-        }
+    let mut sink: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    match &args.output {
-        Some(path) => std::fs::write(path, &rendered)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = stdout.write_all(rendered.as_bytes());
-        }
+    let written = match args.format {
+        Format::Json => report::json::write(&report, &mut sink),
+        Format::Sarif => report::sarif::write(&report, &mut sink),
+        Format::Github => sink.write_all(report::github::render(&report).as_bytes()),
+        Format::Human => sink.write_all(
+            report::human::render(&report, report::human::use_colour(to_terminal), &source)
+                .as_bytes(),
+        ),
+    }
+    .and_then(|()| sink.flush());
+    drop(sink);
+    match (written, &args.output) {
+        (Err(e), Some(path)) => return Err(format!("cannot write {}: {e}", path.display())),
+        // A closed pipe (`| head`) is not an error worth a message.
+        (Err(e), None) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        (Err(e), None) => return Err(format!("cannot write the report: {e}")),
+        (Ok(()), _) => {}
     }
     if args.timings {
         let mut timings = serde_json::to_value(&result.timings).expect("timings serialise");

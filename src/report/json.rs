@@ -28,6 +28,13 @@ struct Document<'a> {
 }
 
 pub fn render(report: &Report) -> String {
+    let mut out = Vec::new();
+    write(report, &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// Streams the document: a large report is never held twice in memory.
+pub fn write(report: &Report, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let doc = Document {
         version: JSON_VERSION,
         tool: Tool {
@@ -39,7 +46,6 @@ pub fn render(report: &Report) -> String {
         unused_suppressions: report.unused_suppressions,
         summary: report.summary,
     };
-    let mut out = serde_json::to_string_pretty(&doc).expect("report serialises");
-    out.push('\n');
-    out
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    out.write_all(b"\n")
 }

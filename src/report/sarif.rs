@@ -187,6 +187,13 @@ fn result(f: &Finding) -> sarif::Result {
 }
 
 pub fn render(report: &Report) -> String {
+    let mut out = Vec::new();
+    write(report, &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("SARIF is UTF-8")
+}
+
+/// Streams the log: a large report is never held twice in memory.
+pub fn write(report: &Report, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let unused = report
         .unused_suppressions
         .iter()
@@ -253,7 +260,8 @@ pub fn render(report: &Report) -> String {
     let run = sarif::Run::builder()
         .tool(sarif::Tool::builder().driver(driver).build())
         .column_kind(json!("unicodeCodePoints"))
-        .results(report.findings.iter().map(result).collect::<Vec<_>>())
+        // Filled in by `write`, one result at a time.
+        .results(Vec::new())
         .invocations(vec![invocation])
         .build();
     let log = sarif::Sarif::builder()
@@ -261,7 +269,25 @@ pub fn render(report: &Report) -> String {
         .version(json!("2.1.0"))
         .runs(vec![run])
         .build();
-    let mut out = serde_json::to_string_pretty(&log).expect("SARIF serialises");
-    out.push('\n');
-    out
+    // The log without results is small; the results are streamed into its
+    // empty array one by one, so a report with many findings never exists
+    // twice in memory. Inside JSON strings quotes are escaped, so the raw
+    // `"results": []` occurs once: the run's own key.
+    let skeleton = serde_json::to_string_pretty(&log).expect("SARIF serialises");
+    let (head, tail) = skeleton
+        .split_once("\"results\": []")
+        .expect("the run has a results array");
+    out.write_all(head.as_bytes())?;
+    out.write_all(b"\"results\": [")?;
+    for (i, f) in report.findings.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        serde_json::to_writer_pretty(&mut *out, &result(f))?;
+    }
+    out.write_all(if report.findings.is_empty() {
+        b"]"
+    } else {
+        b"\n]"
+    })?;
+    out.write_all(tail.as_bytes())?;
+    out.write_all(b"\n")
 }
