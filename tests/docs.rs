@@ -188,3 +188,21 @@ fn doc_examples_are_reported_exactly_when_bad() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn readme_lists_every_rule_with_its_name_and_risk() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for rule in RULES {
+        let meta = rule.meta();
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| {} |", meta.code)))
+            .unwrap_or_else(|| panic!("README has no row for {}", meta.code));
+        assert!(row.contains(&format!("| {} |", meta.name)), "{row}");
+        assert!(
+            row.contains(meta.risk.as_str()),
+            "{row}: default risk {}",
+            meta.risk
+        );
+    }
+}
