@@ -218,6 +218,17 @@ fn catalog_extensions_for_every_effect_kind() {
     );
     let (_, doc) = findings(d, &["app.js", "--select", "RA001"]);
     assert_eq!(doc["findings"][0]["risk"], "high", "{doc}");
+    // RA004 (c): a status moved on around an in-house external call is high.
+    write(d, "ship.js", "async function ship(order) {\n  if (order.status !== 'paid') return;\n  order.status = 'shipping';\n  await order.save();\n  await warehouse.dispatchParcel(order.id);\n  order.status = 'shipped';\n  await order.save();\n}\n");
+    let (_, doc) = findings(d, &["ship.js", "--select", "RA004"]);
+    assert_eq!(doc["findings"][0]["risk"], "medium", "{doc}");
+    write(
+        d,
+        "reentrancy-audit.toml",
+        "[catalog]\nexternal = [\"warehouse.dispatchParcel\"]\n",
+    );
+    let (_, doc) = findings(d, &["ship.js", "--select", "RA004"]);
+    assert_eq!(doc["findings"][0]["risk"], "high", "{doc}");
     // The prefilter knows the helpers too: identical with and without it.
     let (_, off) = findings(d, &["app.js", "--no-prefilter"]);
     let (_, on) = findings(d, &["app.js"]);

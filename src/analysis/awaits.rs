@@ -1588,6 +1588,19 @@ pub fn is_external_call(f: &Function, call: ExprId) -> Option<ExternalKind> {
         return None;
     };
     let path = f.path(*callee);
+    // The team's own helpers, from the config's `[catalog]`.
+    let in_house = crate::catalog::with_extensions(|ext| {
+        if crate::catalog::matches_any(&ext.payment, &path) {
+            Some(ExternalKind::Payment)
+        } else if crate::catalog::matches_any(&ext.external, &path) {
+            Some(ExternalKind::Http)
+        } else {
+            None
+        }
+    });
+    if in_house.is_some() {
+        return in_house;
+    }
     let names: Vec<&str> = path
         .iter()
         .copied()
