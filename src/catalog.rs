@@ -140,6 +140,26 @@ pub fn with_extensions<R>(f: impl FnOnce(&Extensions) -> R) -> R {
     })
 }
 
+/// What the config says a call to one of the team's own helpers does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InHouse {
+    Payment,
+    External,
+}
+
+/// Whether the active config names `path` as a payment or external helper.
+pub fn in_house_effect(path: &[&str]) -> Option<InHouse> {
+    with_extensions(|ext| {
+        if matches_any(&ext.payment, path) {
+            Some(InHouse::Payment)
+        } else if matches_any(&ext.external, path) {
+            Some(InHouse::External)
+        } else {
+            None
+        }
+    })
+}
+
 /// Whether a callee path matches one of the patterns.
 pub fn matches_any(patterns: &[CallPattern], path: &[&str]) -> bool {
     patterns.iter().any(|p| p.matches(path))

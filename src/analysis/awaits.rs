@@ -1589,14 +1589,9 @@ pub fn is_external_call(f: &Function, call: ExprId) -> Option<ExternalKind> {
     };
     let path = f.path(*callee);
     // The team's own helpers, from the config's `[catalog]`.
-    let in_house = crate::catalog::with_extensions(|ext| {
-        if crate::catalog::matches_any(&ext.payment, &path) {
-            Some(ExternalKind::Payment)
-        } else if crate::catalog::matches_any(&ext.external, &path) {
-            Some(ExternalKind::Http)
-        } else {
-            None
-        }
+    let in_house = crate::catalog::in_house_effect(&path).map(|e| match e {
+        crate::catalog::InHouse::Payment => ExternalKind::Payment,
+        crate::catalog::InHouse::External => ExternalKind::Http,
     });
     if in_house.is_some() {
         return in_house;

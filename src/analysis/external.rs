@@ -150,14 +150,9 @@ pub fn classify(f: &Function, call: ExprId, family: Family) -> Option<External> 
     let label = || f.callee_text(callee);
     let c = external();
     // The team's own helpers, from the config's `[catalog]`.
-    let in_house = crate::catalog::with_extensions(|ext| {
-        if crate::catalog::matches_any(&ext.payment, &path) {
-            Some(ExternalKind::Payment)
-        } else if crate::catalog::matches_any(&ext.external, &path) {
-            Some(ExternalKind::Http)
-        } else {
-            None
-        }
+    let in_house = crate::catalog::in_house_effect(&path).map(|e| match e {
+        crate::catalog::InHouse::Payment => ExternalKind::Payment,
+        crate::catalog::InHouse::External => ExternalKind::Http,
     });
     if let Some(kind) = in_house {
         return Some(External {
