@@ -141,6 +141,11 @@ pub struct ScanArgs {
     #[arg(long)]
     pub report_unused_ignores: bool,
 
+    /// Report in test code too (tests/, __tests__/, *.test.ts, test_*.py,
+    /// conftest.py, ...: out of scope by default).
+    #[arg(long)]
+    pub include_tests: bool,
+
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,

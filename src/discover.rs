@@ -23,12 +23,80 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     ".git",
 ];
 
+/// Test code, by path (relative to the scanned root). Tests run one request
+/// at a time and never reach production, so no rule reports there unless
+/// `--include-tests` is given.
+pub const DEFAULT_TEST_PATHS: &[&str] = &[
+    "**/test/**",
+    "**/tests/**",
+    "**/__tests__/**",
+    "**/__mocks__/**",
+    "**/__fixtures__/**",
+    "**/spec/**",
+    "**/e2e/**",
+    "**/*-tests/**",
+    "**/*_tests/**",
+    "**/*.test.*",
+    "**/*.spec.*",
+    "**/*.e2e-spec.*",
+    "**/test_*.py",
+    "**/*_test.py",
+    "**/tests.py",
+    "**/conftest.py",
+];
+
+/// Compiled test-path globs.
+pub struct TestPaths(globset::GlobSet);
+
+impl TestPaths {
+    /// Globs are validated by the caller (config load); invalid ones are dropped.
+    pub fn new<S: AsRef<str>>(globs: &[S]) -> TestPaths {
+        let mut builder = globset::GlobSetBuilder::new();
+        for glob in globs {
+            if let Ok(glob) = globset::Glob::new(glob.as_ref()) {
+                builder.add(glob);
+            }
+        }
+        TestPaths(
+            builder
+                .build()
+                .unwrap_or_else(|_| globset::GlobSet::empty()),
+        )
+    }
+
+    pub fn builtin() -> TestPaths {
+        TestPaths::new(DEFAULT_TEST_PATHS)
+    }
+
+    /// `relative`: the path below the scanned root, so a checkout that
+    /// happens to live under `/home/me/tests/` is not all test code.
+    pub fn is_test(&self, relative: &Path) -> bool {
+        self.0.is_match(relative)
+    }
+
+    /// A file named on the command line: judged by the path as given, made
+    /// relative to the working directory when it is absolute.
+    pub fn is_test_named(&self, path: &Path) -> bool {
+        if path.is_absolute() {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            match path.strip_prefix(&cwd) {
+                Ok(rel) => self.is_test(rel),
+                Err(_) => path.file_name().is_some_and(|n| self.is_test(Path::new(n))),
+            }
+        } else {
+            self.is_test(path)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     pub path: PathBuf,
     /// The path as reported: relative to the scanned root as given.
     pub display: String,
     pub language: Language,
+    /// Matches the test-path globs: out of scope unless tests are included.
+    pub test: bool,
 }
 
 pub fn display_path(path: &Path) -> String {
@@ -37,7 +105,11 @@ pub fn display_path(path: &Path) -> String {
     s.replace('\\', "/")
 }
 
-pub fn discover(paths: &[PathBuf], errors: &mut Vec<FileError>) -> Vec<SourceFile> {
+pub fn discover(
+    paths: &[PathBuf],
+    tests: &TestPaths,
+    errors: &mut Vec<FileError>,
+) -> Vec<SourceFile> {
     let mut files = Vec::new();
     for root in paths {
         let meta = std::fs::symlink_metadata(root);
@@ -50,10 +122,11 @@ pub fn discover(paths: &[PathBuf], errors: &mut Vec<FileError>) -> Vec<SourceFil
                         path: root.clone(),
                         display: display_path(root),
                         language,
+                        test: tests.is_test_named(root),
                     });
                 }
             }
-            Ok(_) => walk(root, &mut files, errors),
+            Ok(_) => walk(root, tests, &mut files, errors),
         }
     }
     files.sort_by(|a, b| a.display.cmp(&b.display));
@@ -61,7 +134,7 @@ pub fn discover(paths: &[PathBuf], errors: &mut Vec<FileError>) -> Vec<SourceFil
     files
 }
 
-fn walk(root: &Path, files: &mut Vec<SourceFile>, errors: &mut Vec<FileError>) {
+fn walk(root: &Path, tests: &TestPaths, files: &mut Vec<SourceFile>, errors: &mut Vec<FileError>) {
     let mut overrides = OverrideBuilder::new(root);
     for pattern in DEFAULT_EXCLUDES {
         overrides
@@ -85,6 +158,8 @@ fn walk(root: &Path, files: &mut Vec<SourceFile>, errors: &mut Vec<FileError>) {
                         path: entry.path().to_path_buf(),
                         display: display_path(entry.path()),
                         language,
+                        test: tests
+                            .is_test(entry.path().strip_prefix(root).unwrap_or(entry.path())),
                     });
                 }
             }

@@ -10,7 +10,7 @@ use clap::Parser;
 
 use cli::{Cli, Command, FailOn, Format, Level, ListFormat, ScanArgs};
 use reentrancy_audit::catalog::Catalog;
-use reentrancy_audit::discover::display_path;
+use reentrancy_audit::discover::{display_path, TestPaths};
 use reentrancy_audit::filter::config::{self, PathFilter};
 use reentrancy_audit::filter::{self, baseline, since};
 use reentrancy_audit::finding::{Confidence, Risk};
@@ -108,6 +108,11 @@ fn run_scan(args: ScanArgs) -> Result<u8, String> {
         .then(|| Arc::new(PathFilter::new(&loaded)));
     opts.progress = !args.no_progress && args.format == Format::Human && args.output.is_none();
     opts.prefilter = !args.no_prefilter;
+    opts.include_tests = args.include_tests || config.include_tests.unwrap_or(false);
+    if let Some(globs) = &config.test_paths {
+        let globs: Vec<&str> = globs.iter().map(|g| g.get_ref().as_str()).collect();
+        opts.test_paths = Arc::new(TestPaths::new(&globs));
+    }
     opts.parse_only = args.parse_only;
 
     let mut stdin_text = None;

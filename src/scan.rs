@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use serde::Serialize;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::catalog::{catalog, Catalog};
-use crate::discover::{discover, SourceFile};
+use crate::discover::{discover, SourceFile, TestPaths};
 use crate::filter::config::PathFilter;
 use crate::filter::suppress::{self, UnusedSuppression};
 use crate::finding::{Finding, LineIndex, RawFinding, Related};
@@ -94,6 +94,9 @@ pub struct ScanOptions {
     pub prefilter: bool,
     /// Diagnostic: read, parse and walk every tree once; no analysis.
     pub parse_only: bool,
+    /// Report in test files too (by default they are out of scope).
+    pub include_tests: bool,
+    pub test_paths: Arc<TestPaths>,
 }
 
 impl ScanOptions {
@@ -109,6 +112,8 @@ impl ScanOptions {
             progress: false,
             prefilter: true,
             parse_only: false,
+            include_tests: false,
+            test_paths: Arc::new(TestPaths::builtin()),
         }
     }
 
@@ -141,6 +146,8 @@ pub struct Timings {
     pub rules_ms: f64,
     pub files_parsed: usize,
     pub files_skipped_by_prefilter: usize,
+    /// Of those, skipped because they are test files (out of scope).
+    pub test_files_skipped: usize,
     pub tree_nodes: u64,
 }
 
@@ -153,6 +160,7 @@ impl Timings {
         self.rules_ms += other.rules_ms;
         self.files_parsed += other.files_parsed;
         self.files_skipped_by_prefilter += other.files_skipped_by_prefilter;
+        self.test_files_skipped += other.test_files_skipped;
         self.tree_nodes += other.tree_nodes;
     }
 }
@@ -204,6 +212,12 @@ impl Prefilter {
         Prefilter { matcher }
     }
 
+    /// False when every file is parsed (`--no-prefilter`, `--parse-only`,
+    /// or a rule without triggers).
+    pub fn is_active(&self) -> bool {
+        self.matcher.is_some()
+    }
+
     pub fn may_match(&self, bytes: &[u8]) -> bool {
         self.matcher.as_ref().is_none_or(|m| m.is_match(bytes))
     }
@@ -216,7 +230,7 @@ thread_local! {
 pub fn scan(opts: &ScanOptions) -> ScanResult {
     let started = Instant::now();
     let mut errors = Vec::new();
-    let mut files = discover(&opts.paths, &mut errors);
+    let mut files = discover(&opts.paths, &opts.test_paths, &mut errors);
     if let Some(filter) = &opts.path_filter {
         let explicit = |f: &SourceFile| opts.paths.iter().any(|p| p == &f.path);
         files.retain(|f| !filter.excluded(&f.path) && (explicit(f) || filter.included(&f.path)));
@@ -330,7 +344,16 @@ fn scan_file(file: &SourceFile, opts: &ScanOptions, prefilter: &Prefilter) -> Fi
         }
     };
     outcome.timings.read_ms = ms(started);
-    scan_source(path, file.language, &bytes, opts, prefilter, &mut outcome);
+    let in_scope = !file.test || opts.include_tests;
+    scan_source(
+        path,
+        file.language,
+        &bytes,
+        in_scope,
+        opts,
+        prefilter,
+        &mut outcome,
+    );
     outcome
 }
 
@@ -339,6 +362,7 @@ fn scan_source(
     path: &str,
     language: crate::model::Language,
     bytes: &[u8],
+    in_scope: bool,
     opts: &ScanOptions,
     prefilter: &Prefilter,
     outcome: &mut FileOutcome,
@@ -376,6 +400,14 @@ fn scan_source(
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     outcome.lines = bytecount_lines(text.as_bytes());
     let started = Instant::now();
+    // No rule reports in an out-of-scope (test) file, so the prefilter need
+    // not parse it; without the prefilter it is analysed and its findings
+    // are dropped below, which keeps the findings identical either way.
+    if !in_scope && prefilter.is_active() {
+        outcome.timings.files_skipped_by_prefilter = 1;
+        outcome.timings.test_files_skipped = 1;
+        return;
+    }
     let may_match = prefilter.may_match(bytes);
     outcome.timings.prefilter_ms = ms(started);
     if !may_match {
@@ -462,6 +494,10 @@ fn scan_source(
     }
     let ran: Vec<&str> = opts.rules.iter().map(|r| r.meta().code).collect();
     let (kept, suppressed, unused) = suppress::apply(path, text, findings, &ran);
+    if !in_scope {
+        outcome.timings.rules_ms = ms(rules_started);
+        return;
+    }
     outcome.findings = kept;
     outcome.suppressed = suppressed;
     outcome.unused = unused;
@@ -614,10 +650,12 @@ pub fn scan_text_result(
     let started = Instant::now();
     let mut outcome = FileOutcome::default();
     let prefilter = Prefilter::new(opts);
+    let in_scope = opts.include_tests || !opts.test_paths.is_test_named(Path::new(path));
     scan_source(
         path,
         language,
         text.as_bytes(),
+        in_scope,
         opts,
         &prefilter,
         &mut outcome,

@@ -393,3 +393,107 @@ fn rules_and_explain() {
     assert_eq!(code, 2);
     assert!(stderr.contains("unknown rule"));
 }
+
+fn finding_paths(doc: &Value) -> Vec<String> {
+    let mut paths: Vec<String> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["location"]["path"].as_str().unwrap().replace('\\', "/"))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+#[test]
+fn test_code_is_out_of_scope_unless_included() {
+    let dir = tempfile::tempdir().unwrap();
+    // The checkout itself lives under a `tests/` folder: only the path below
+    // the scanned root decides.
+    let root = dir.path().join("tests/checkout");
+    let py = "import uuid\n\ndef pay(stripe, order):\n    return stripe.Refund.create(charge=order.charge_id, idempotency_key=str(uuid.uuid4()))\n";
+    write(&root, "src/pay.js", HAZARD_JS.as_bytes());
+    write(&root, "src/pay.test.js", HAZARD_JS.as_bytes());
+    write(&root, "src/pay.spec.ts", HAZARD_JS.as_bytes());
+    write(&root, "src/__tests__/pay.js", HAZARD_JS.as_bytes());
+    write(&root, "tests/helpers.js", HAZARD_JS.as_bytes());
+    write(&root, "app/test_pay.py", py.as_bytes());
+    write(&root, "app/conftest.py", py.as_bytes());
+    write(&root, "app/pay.py", py.as_bytes());
+    let r = root.to_str().unwrap();
+    let rel = |paths: Vec<String>| -> Vec<String> {
+        let prefix = format!("{}/", r.replace('\\', "/"));
+        paths.into_iter().map(|p| p.replace(&prefix, "")).collect()
+    };
+
+    let (_, doc) = json_scan(&[r, "--no-config"]);
+    assert_eq!(rel(finding_paths(&doc)), ["app/pay.py", "src/pay.js"]);
+    // Without the prefilter test files are parsed and analysed, and still
+    // report nothing.
+    let (_, doc) = json_scan(&[r, "--no-config", "--no-prefilter"]);
+    assert_eq!(rel(finding_paths(&doc)), ["app/pay.py", "src/pay.js"]);
+
+    let (_, doc) = json_scan(&[r, "--no-config", "--include-tests"]);
+    assert_eq!(finding_paths(&doc).len(), 8, "{:?}", finding_paths(&doc));
+
+    // Config: include-tests, and test-paths replacing the built-in globs.
+    write(&root, "reentrancy-audit.toml", b"include-tests = true\n");
+    let (_, doc) = json_scan(&[r]);
+    assert_eq!(finding_paths(&doc).len(), 8);
+    write(
+        &root,
+        "reentrancy-audit.toml",
+        b"test-paths = [\"app/**\"]\n",
+    );
+    let (_, doc) = json_scan(&[r]);
+    let paths = rel(finding_paths(&doc));
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert!(paths
+        .iter()
+        .all(|p| p.starts_with("src/") || p.starts_with("tests/")));
+    write(&root, "reentrancy-audit.toml", b"test-paths = [\"[\"]\n");
+    let (code, _, stderr) = run(&["scan", r]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("invalid glob"), "{stderr}");
+    std::fs::remove_file(root.join("reentrancy-audit.toml")).unwrap();
+
+    // Files named explicitly (pre-commit) and stdin are judged by their name.
+    let out = bin()
+        .current_dir(&root)
+        .args([
+            "scan",
+            "--format",
+            "json",
+            "--no-config",
+            "src/pay.test.js",
+            "src/pay.js",
+        ])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(finding_paths(&doc), ["src/pay.js"]);
+    let mut child = bin()
+        .args([
+            "scan",
+            "--format",
+            "json",
+            "--no-config",
+            "--stdin-filename",
+            "tests/pay.js",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(HAZARD_JS.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(finding_paths(&doc).is_empty(), "{doc}");
+}

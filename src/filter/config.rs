@@ -23,6 +23,11 @@ pub struct Config {
     /// Globs of files never scanned, even when named explicitly.
     #[serde(default)]
     pub exclude: Vec<Spanned<String>>,
+    /// Report in test code too (default: test files are out of scope).
+    pub include_tests: Option<bool>,
+    /// Globs of test files, replacing the built-in ones; matched against the
+    /// path below the scanned directory.
+    pub test_paths: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub select: Vec<Spanned<String>>,
     #[serde(default)]
@@ -302,7 +307,8 @@ fn validate(loaded: &Loaded, text: &str) -> Result<(), Box<ConfigError>> {
             ));
         }
     }
-    for glob in c.include.iter().chain(&c.exclude) {
+    let test_paths = c.test_paths.iter().flatten();
+    for glob in c.include.iter().chain(&c.exclude).chain(test_paths) {
         if let Err(e) = globset::Glob::new(glob.get_ref()) {
             return Err(err(
                 glob.span(),
@@ -422,6 +428,12 @@ pub const STARTER: &str = r#"# reentrancy-audit configuration. Every key is opti
 # applies even to files named on the command line (pre-commit passes them).
 # include = ["src/**", "app/**"]
 exclude = ["**/migrations/**", "**/*.test.ts", "**/tests/fixtures/**"]
+
+# Test code (tests/, __tests__/, *.test.ts, test_*.py, conftest.py, ...) is
+# out of scope: tests run one request at a time. `test-paths` replaces the
+# built-in globs (matched below the scanned directory).
+# include-tests = true
+# test-paths = ["**/tests/**", "**/*.test.ts"]
 
 # Rules to run (default: all) and rules to skip.
 # select = ["RA001", "RA002", "RA003", "RA005", "RA006", "RA007"]
