@@ -132,20 +132,31 @@ pub struct Finding {
 /// Maps byte offsets to 1-based lines and code-point columns.
 pub struct LineIndex<'a> {
     src: &'a str,
-    starts: Vec<usize>,
+    /// Built on first use: most files have no finding and never need it.
+    starts: std::cell::OnceCell<Vec<usize>>,
 }
 
 impl<'a> LineIndex<'a> {
     pub fn new(src: &'a str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(memchr_newlines(src.as_bytes()));
-        LineIndex { src, starts }
+        LineIndex {
+            src,
+            starts: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn starts(&self) -> &[usize] {
+        self.starts.get_or_init(|| {
+            let mut starts = vec![0];
+            starts.extend(memchr::memchr_iter(b'\n', self.src.as_bytes()).map(|i| i + 1));
+            starts
+        })
     }
 
     pub fn position(&self, offset: usize) -> Position {
         let offset = offset.min(self.src.len());
-        let line = self.starts.partition_point(|&s| s <= offset) - 1;
-        let line_start = self.starts[line];
+        let starts = self.starts();
+        let line = starts.partition_point(|&s| s <= offset) - 1;
+        let line_start = starts[line];
         let column = self
             .src
             .get(line_start..offset)
@@ -168,16 +179,9 @@ impl<'a> LineIndex<'a> {
 
     /// The text of line `line` (1-based) without its line break.
     pub fn line_text(&self, line: usize) -> &'a str {
-        let start = self.starts.get(line - 1).copied().unwrap_or(self.src.len());
-        let end = self.starts.get(line).copied().unwrap_or(self.src.len());
+        let starts = self.starts();
+        let start = starts.get(line - 1).copied().unwrap_or(self.src.len());
+        let end = starts.get(line).copied().unwrap_or(self.src.len());
         self.src[start..end].trim_end_matches(['\n', '\r'])
     }
-}
-
-fn memchr_newlines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'\n')
-        .map(|(i, _)| i + 1)
 }

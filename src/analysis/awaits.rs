@@ -601,7 +601,7 @@ pub struct Facts<'a> {
     pub taint: Vec<Vec<Src>>,
     pub parents: Vec<Option<ExprId>>,
     /// Names the file assigns an in-memory collection (computed on demand).
-    collections: std::cell::OnceCell<HashSet<Box<str>>>,
+    collections: std::cell::OnceCell<std::rc::Rc<CollectionNames>>,
 }
 
 /// At most this many origins are kept per value: enough for any real
@@ -1173,7 +1173,7 @@ impl<'a> Facts<'a> {
     /// name a `new Map()`, `new Set()`, `{}`, `[]`, `dict()`, `set()`...
     pub fn is_collection(&self, place: &Place) -> bool {
         let names = self.collections.get_or_init(|| collection_names(self.file));
-        names.contains(place.key().as_str())
+        names.0.contains(place.key().as_str())
     }
 
     pub fn place(&self, access: &Access) -> &Place {
@@ -1350,7 +1350,16 @@ impl<'a> Facts<'a> {
 
 /// Every variable or property path (`seen`, `this.pending`, `cache.entries`)
 /// the file assigns an in-memory collection.
-pub fn collection_names(file: &FileModel) -> HashSet<Box<str>> {
+/// Names the file binds to in-memory collections.
+pub struct CollectionNames(pub HashSet<Box<str>>);
+
+/// Whole-file: computed once per file (`FileModel::memo`).
+pub fn collection_names(file: &FileModel) -> std::rc::Rc<CollectionNames> {
+    file.memo
+        .get(0, || CollectionNames(collect_collection_names(file)))
+}
+
+fn collect_collection_names(file: &FileModel) -> HashSet<Box<str>> {
     let ctors = &catalog().collections.collection_constructors;
     let mut out = HashSet::new();
     for g in &file.functions {

@@ -153,12 +153,12 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
         return Vec::new();
     }
     let scope = Scope::new(file, id, src);
-    let collections = super::awaits::collection_names(file);
+    let collections = &super::awaits::collection_names(file).0;
     let stmt_of = stmt_index(f);
     let mut out = Vec::new();
     for (i, e) in f.exprs.iter().enumerate() {
         let i = i as ExprId;
-        let Some(&(stmt_span, ctx)) = stmt_of.get(&i) else {
+        let Some((stmt_span, ctx)) = stmt_of[i as usize] else {
             continue;
         };
         let push = |out: &mut Vec<CacheOp>,
@@ -249,7 +249,7 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                         key_text,
                         value,
                     );
-                } else if shared_store(f, &scope, &collections, receiver) {
+                } else if shared_store(f, &scope, collections, receiver) {
                     let kind = match method {
                         "has" | "get" | "includes" | "has_key" | "__contains__" => OpKind::Check,
                         "set" | "add" | "push" | "append" => OpKind::Store,
@@ -276,7 +276,7 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
             // `key in self._processed`
             Expr::Binary { op, left, right }
                 if matches!(&**op, "in" | "not in")
-                    && shared_store(f, &scope, &collections, *right) =>
+                    && shared_store(f, &scope, collections, *right) =>
             {
                 push(
                     &mut out,
@@ -294,7 +294,7 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                 target, value, op, ..
             } if &**op == "=" => {
                 if let Expr::Index { object, index } = f.expr(*target) {
-                    if shared_store(f, &scope, &collections, *object) {
+                    if shared_store(f, &scope, collections, *object) {
                         push(
                             &mut out,
                             OpKind::Store,
@@ -315,12 +315,16 @@ pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
 }
 
 /// The statement span and context of every expression.
-fn stmt_index(f: &Function) -> std::collections::HashMap<ExprId, (Span, CtxId)> {
-    let mut out = std::collections::HashMap::new();
+/// The first statement holding each expression, indexed by expression id.
+fn stmt_index(f: &Function) -> Vec<Option<(Span, CtxId)>> {
+    let mut out = vec![None; f.exprs.len()];
     for s in &f.stmts {
         let Some(root) = f.stmt_expr(s) else { continue };
         for d in f.descendants(root) {
-            out.entry(d).or_insert((s.span, s.ctx));
+            let slot = &mut out[d as usize];
+            if slot.is_none() {
+                *slot = Some((s.span, s.ctx));
+            }
         }
     }
     out

@@ -105,6 +105,9 @@ pub struct MoneyCall {
 #[serde(deny_unknown_fields)]
 pub struct PaymentCatalog {
     pub api: Vec<PaymentApi>,
+    /// The last segment of every call path: a quick reject for other calls.
+    #[serde(skip)]
+    methods: std::collections::HashSet<String>,
 }
 
 fn external() -> &'static ExternalCatalog {
@@ -118,8 +121,15 @@ fn external() -> &'static ExternalCatalog {
 pub fn payments() -> &'static PaymentCatalog {
     static C: OnceLock<PaymentCatalog> = OnceLock::new();
     C.get_or_init(|| {
-        toml::from_str(PAYMENTS_TOML)
-            .expect("rules/catalog/payments.toml is valid (checked by tests)")
+        let mut c: PaymentCatalog = toml::from_str(PAYMENTS_TOML)
+            .expect("rules/catalog/payments.toml is valid (checked by tests)");
+        c.methods = c
+            .api
+            .iter()
+            .flat_map(|a| &a.calls)
+            .filter_map(|mc| mc.path.rsplit('.').next().map(str::to_string))
+            .collect();
+        c
     })
 }
 
@@ -223,27 +233,44 @@ pub fn money_call(f: &Function, call: ExprId, family: Family) -> Option<MoneyCal
     let Expr::Call { callee, args } = f.expr(call) else {
         return None;
     };
+    if let Expr::Member { property, .. } = f.expr(*callee) {
+        let methods = &payments().methods;
+        let base = property.strip_suffix("_async").unwrap_or(property);
+        if !methods.contains(&**property) && !methods.contains(base) {
+            return None;
+        }
+    }
     let path = f.path(*callee);
     if path.len() < 2 {
         return None;
     }
+    // Checked for every call of every function: compare in place, with the
+    // last segment first, instead of splitting the catalogue's paths.
+    let last = *path.last()?;
     for api in payments().api.iter().filter(|a| api_for(a, family)) {
+        // `create_async` is the async twin of `create` in stripe-python.
+        let method = match api.family.as_str() {
+            "python" => last.strip_suffix("_async").unwrap_or(last),
+            _ => last,
+        };
         for mc in &api.calls {
-            let want: Vec<&str> = mc.path.split('.').collect();
-            let mut path_tail: Vec<&str> = path.clone();
-            // `create_async` is the async twin of `create` in stripe-python.
-            if api.family == "python" {
-                if let Some(last) = path_tail.last_mut() {
-                    if let Some(base) = last.strip_suffix("_async") {
-                        *last = base;
-                    }
-                }
-            }
-            if path_tail.len() < want.len() || path_tail[path_tail.len() - want.len()..] != want[..]
-            {
+            let mut want = mc.path.rsplit('.');
+            if want.next() != Some(method) {
                 continue;
             }
-            let receiver = &path_tail[..path_tail.len() - want.len()];
+            let mut receiver_len = path.len() - 1;
+            let mut matched = true;
+            for segment in want {
+                if receiver_len == 0 || path[receiver_len - 1] != segment {
+                    matched = false;
+                    break;
+                }
+                receiver_len -= 1;
+            }
+            if !matched {
+                continue;
+            }
+            let receiver = &path[..receiver_len];
             if mc.generic {
                 let named = contains_word(receiver, &api.provider_words)
                     || receiver.iter().any(|p| p.eq_ignore_ascii_case("v1"));

@@ -140,6 +140,9 @@ impl LockCatalog {
         if crate::catalog::with_extensions(|e| crate::catalog::names_any(&e.lock_release, name)) {
             return true;
         }
+        if !self.mentions_lock_token(name) {
+            return false;
+        }
         let t = name_tokens(name);
         let Some(first) = t.first() else { return false };
         if first == "unlock" {
@@ -150,11 +153,24 @@ impl LockCatalog {
             && !stop_noun(t.last())
     }
 
+    /// Every helper name has a lock token among its words, so a name without
+    /// one as a substring is rejected before it is split (most calls).
+    fn mentions_lock_token(&self, name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        self.names
+            .lock_tokens
+            .iter()
+            .any(|w| lower.contains(w.as_str()))
+    }
+
     /// A function or method name that takes a lock: `acquireLock`, `lockJob`,
     /// `tryLock`, `take_lock`.
     pub fn is_acquire_helper(&self, name: &str) -> bool {
         if crate::catalog::with_extensions(|e| crate::catalog::names_any(&e.lock_acquire, name)) {
             return true;
+        }
+        if !self.mentions_lock_token(name) {
+            return false;
         }
         let t = name_tokens(name);
         let Some(first) = t.first() else { return false };

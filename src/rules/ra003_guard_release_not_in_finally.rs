@@ -51,6 +51,12 @@ impl super::Rule for Rule {
         words.extend(cat.locks.release.iter().cloned());
         words.extend(["false", "null", "none", "undefined"].map(String::from));
         words.extend(crate::catalog::literal_segments(&catalog.ext.lock_release));
+        // Calling what an acquire returned releases too, whatever its name
+        // (`const done = await mutex.acquire(); ...; done()`): the acquire's
+        // own words stand in for it (helpers always name a lock token).
+        words.extend(cat.locks.acquire.iter().cloned());
+        words.extend(cat.names.lock_tokens.iter().cloned());
+        words.extend(crate::catalog::literal_segments(&catalog.ext.lock_acquire));
         Some(words)
     }
 

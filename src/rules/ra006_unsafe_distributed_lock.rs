@@ -47,6 +47,9 @@ impl super::Rule for Rule {
         let mut words: Vec<String> = redis.nx_tokens.clone();
         words.extend(redis.setnx.iter().cloned());
         words.extend(redis.delete_js.iter().cloned());
+        words.extend(redis.delete_py.iter().cloned());
+        // Django/memcached `cache.add(key, value, timeout=None)`: NX by nature.
+        words.extend(redis.add_if_absent.iter().cloned());
         words.extend(["nx", "delete", "unlink", "release"].map(String::from));
         Some(words)
     }
