@@ -1,10 +1,5 @@
 mod cli;
 
-// The model is many small nodes built and dropped per file: with the system
-// allocator, malloc/free were a tenth of a scan's instructions.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
