@@ -214,8 +214,15 @@ impl Frontend for Js {
         }
     }
 
-    fn exit<'t>(&self, lw: &mut Lowerer<'t>, node: Node<'t>, role: &Role, mark: usize) -> Exit {
-        let expr = match kind(node) {
+    fn exit<'t>(
+        &self,
+        lw: &mut Lowerer<'t>,
+        node: Node<'t>,
+        node_kind: &'static str,
+        role: &Role,
+        mark: usize,
+    ) -> Exit {
+        let expr = match node_kind {
             "identifier"
             | "property_identifier"
             | "shorthand_property_identifier"
@@ -223,7 +230,7 @@ impl Frontend for Js {
             | "private_property_identifier"
             | "super"
             | "undefined" => {
-                if kind(node) == "undefined" {
+                if node_kind == "undefined" {
                     Expr::Null
                 } else {
                     Expr::Ident(lw.text(node).into())
@@ -276,7 +283,7 @@ impl Frontend for Js {
                 }
             }
             "arguments" | "template_substitution" | "else_clause" | "statement_block" => {
-                return match kind(node) {
+                return match node_kind {
                     "arguments" | "template_substitution" => Exit::Transparent,
                     _ => Exit::Nothing,
                 }
@@ -401,7 +408,7 @@ impl Frontend for Js {
                 None => return other(lw, node, mark),
             },
             "await_expression" | "yield_expression" => match lw.children(mark).first() {
-                Some(c) if kind(node) == "await_expression" || lw.func.is_async => {
+                Some(c) if node_kind == "await_expression" || lw.func.is_async => {
                     Expr::Await(c.expr)
                 }
                 Some(c) => Expr::Other(vec![c.expr]),
@@ -411,7 +418,7 @@ impl Frontend for Js {
                 match (lw.child(mark, "left"), lw.child(mark, "right")) {
                     (Some(target), Some(value)) => Expr::Assign {
                         target,
-                        op: if kind(node) == "assignment_expression" {
+                        op: if node_kind == "assignment_expression" {
                             "=".into()
                         } else {
                             operator(lw, node)

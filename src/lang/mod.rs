@@ -213,7 +213,15 @@ pub(crate) trait Frontend {
         child: Node,
         field: Option<&str>,
     ) -> Option<String>;
-    fn exit<'t>(&self, lw: &mut Lowerer<'t>, node: Node<'t>, role: &Role, mark: usize) -> Exit;
+    /// `kind` is `kind(node)`, looked up once when the node was entered.
+    fn exit<'t>(
+        &self,
+        lw: &mut Lowerer<'t>,
+        node: Node<'t>,
+        kind: &'static str,
+        role: &Role,
+        mark: usize,
+    ) -> Exit;
 }
 
 struct Pending<'t> {
@@ -238,6 +246,8 @@ pub(crate) struct Lowerer<'t> {
     pub syntax_errors: &'t mut Vec<Span>,
     /// One cursor for the whole unit: creating one per node allocates.
     cursor: Option<tree_sitter::TreeCursor<'t>>,
+    /// Most trees have no ERROR or MISSING node: then no node is checked.
+    tree_has_errors: bool,
     /// Argument-list node id -> the callee's text, to name callbacks
     /// (`app.post callback`) without `Node::parent`, which walks from the root.
     pub callees: Vec<(usize, &'t str)>,
@@ -340,6 +350,7 @@ enum Frame<'t> {
     Enter(Node<'t>, Option<&'static str>, Role),
     Exit {
         node: Node<'t>,
+        kind: &'static str,
         field: Option<&'static str>,
         role: Role,
         mark: usize,
@@ -359,6 +370,7 @@ fn lower_file<F: Frontend>(fe: &F, tree: &Tree, src: &str, language: Language) -
         class: None,
     });
     let mut functions = Vec::new();
+    let tree_has_errors = tree.root_node().has_error();
     while let Some(pending) = queue.pop_front() {
         let id = functions.len() as FuncId;
         let func = lower_unit(
@@ -369,6 +381,7 @@ fn lower_file<F: Frontend>(fe: &F, tree: &Tree, src: &str, language: Language) -
             &mut queue,
             &mut next_id,
             &mut syntax_errors,
+            tree_has_errors,
         );
         functions.push(func);
     }
@@ -412,6 +425,7 @@ fn lower_unit<'t, F: Frontend>(
     queue: &mut VecDeque<Pending<'t>>,
     next_id: &mut FuncId,
     syntax_errors: &mut Vec<Span>,
+    tree_has_errors: bool,
 ) -> Function {
     let root = pending.node;
     let is_module = pending.parent.is_none();
@@ -454,6 +468,7 @@ fn lower_unit<'t, F: Frontend>(
         hints: Vec::new(),
         syntax_errors,
         cursor: None,
+        tree_has_errors,
         callees: Vec::new(),
     };
 
@@ -493,7 +508,7 @@ fn lower_unit<'t, F: Frontend>(
     while let Some(frame) = stack.pop() {
         match frame {
             Frame::Enter(node, field, role) => {
-                if node.is_error() || node.is_missing() {
+                if lw.tree_has_errors && (node.is_error() || node.is_missing()) {
                     lw.syntax_errors.push(span_of(node));
                 }
                 let kind = kind(node);
@@ -522,6 +537,7 @@ fn lower_unit<'t, F: Frontend>(
                 let mark = lw.results.len();
                 stack.push(Frame::Exit {
                     node,
+                    kind,
                     field,
                     role,
                     mark,
@@ -532,6 +548,7 @@ fn lower_unit<'t, F: Frontend>(
             }
             Frame::Exit {
                 node,
+                kind,
                 field,
                 role,
                 mark,
@@ -544,7 +561,7 @@ fn lower_unit<'t, F: Frontend>(
                 // A branch body that is a single statement (`if (!ok) return;`,
                 // `while (x) step();`) emits that statement in its exit: it
                 // belongs inside the branch, so the context closes after it.
-                let exit = fe.exit(&mut lw, node, &role, mark);
+                let exit = fe.exit(&mut lw, node, kind, &role, mark);
                 if opened_ctx {
                     lw.ctx_stack.pop();
                 }
@@ -624,7 +641,7 @@ fn push_children<'t, F: Frontend>(
     if cursor.goto_first_child() {
         loop {
             let child = cursor.node();
-            if child.is_named() || child.is_missing() {
+            if child.is_named() || (lw.tree_has_errors && child.is_missing()) {
                 let field = field_name(&cursor);
                 if fe.is_function(kind(child)) {
                     if let Some(hint) = fe.name_hint(lw, node, child, field) {

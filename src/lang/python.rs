@@ -142,8 +142,15 @@ impl Frontend for Python {
         }
     }
 
-    fn exit<'t>(&self, lw: &mut Lowerer<'t>, node: Node<'t>, _role: &Role, mark: usize) -> Exit {
-        let expr = match kind(node) {
+    fn exit<'t>(
+        &self,
+        lw: &mut Lowerer<'t>,
+        node: Node<'t>,
+        node_kind: &'static str,
+        _role: &Role,
+        mark: usize,
+    ) -> Exit {
+        let expr = match node_kind {
             "identifier" => match lw.text(node) {
                 "self" | "cls" => Expr::This,
                 name => Expr::Ident(name.into()),
@@ -189,7 +196,7 @@ impl Frontend for Python {
             }
             "argument_list" | "with_clause" | "interpolation" => return Exit::Transparent,
             "keyword_argument" | "with_item" | "parenthesized_expression" | "as_pattern" => {
-                let first = match kind(node) {
+                let first = match node_kind {
                     "keyword_argument" => lw.child(mark, "value"),
                     _ => lw.children(mark).first().map(|c| c.expr),
                 };
@@ -200,7 +207,7 @@ impl Frontend for Python {
             }
             "list_splat" | "dictionary_splat" => match lw.children(mark).first() {
                 Some(c) => Expr::Unary {
-                    op: if kind(node) == "list_splat" {
+                    op: if node_kind == "list_splat" {
                         "*"
                     } else {
                         "**"
@@ -306,7 +313,7 @@ impl Frontend for Python {
             }
             "not_operator" | "unary_operator" => match lw.children(mark).first() {
                 Some(c) => Expr::Unary {
-                    op: if kind(node) == "not_operator" {
+                    op: if node_kind == "not_operator" {
                         "not".into()
                     } else {
                         field(node, "operator").map_or("", |o| lw.text(o)).into()
@@ -361,7 +368,7 @@ impl Frontend for Python {
             }
             "return_statement" | "raise_statement" => {
                 let value = lw.children(mark).first().map(|c| c.expr);
-                let kind = if kind(node) == "return_statement" {
+                let kind = if node_kind == "return_statement" {
                     StmtKind::Return(value)
                 } else {
                     StmtKind::Throw(value)
