@@ -178,6 +178,12 @@ pub fn literal_segments(patterns: &[CallPattern]) -> impl Iterator<Item = String
         .filter_map(|p| p.literal_segment().map(str::to_string))
 }
 
+/// `needle` occurs in `haystack`, ASCII letters compared without case.
+pub fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
 /// The words of a name, lower-cased, split at non-alphanumerics and camelCase
 /// humps: `acquireLock` -> [acquire, lock], `HTTPClient` -> [http, client],
 /// `` `lock:${id}` `` -> [lock, id], `RELEASE_LOCK` -> [release, lock].

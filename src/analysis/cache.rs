@@ -120,8 +120,22 @@ fn squash(s: &str) -> String {
 }
 
 /// Every cache and shared-store operation in one function (not its nested
-/// functions).
-pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
+/// functions). Computed once per function: the rule asks for each function's
+/// ops again from every enclosing function.
+pub fn ops_of(file: &FileModel, id: FuncId, src: &str) -> std::rc::Rc<Vec<CacheOp>> {
+    struct PerFunction(std::cell::RefCell<Vec<Option<std::rc::Rc<Vec<CacheOp>>>>>);
+    let cache = file.memo.get(0, || {
+        PerFunction(std::cell::RefCell::new(vec![None; file.functions.len()]))
+    });
+    if let Some(ops) = &cache.0.borrow()[id as usize] {
+        return ops.clone();
+    }
+    let ops = std::rc::Rc::new(collect_ops(file, id, src));
+    cache.0.borrow_mut()[id as usize] = Some(ops.clone());
+    ops
+}
+
+fn collect_ops(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
     let f = &file.functions[id as usize];
     let cat = catalog();
     let text = |e: ExprId| src.get(f.span(e).range()).unwrap_or("");

@@ -156,11 +156,10 @@ impl LockCatalog {
     /// Every helper name has a lock token among its words, so a name without
     /// one as a substring is rejected before it is split (most calls).
     fn mentions_lock_token(&self, name: &str) -> bool {
-        let lower = name.to_ascii_lowercase();
         self.names
             .lock_tokens
             .iter()
-            .any(|w| lower.contains(w.as_str()))
+            .any(|w| crate::catalog::contains_ignore_ascii_case(name, w))
     }
 
     /// A function or method name that takes a lock: `acquireLock`, `lockJob`,
@@ -1442,6 +1441,22 @@ fn redis_op(fx: &Facts, id: ExprId) -> Option<RedisOp> {
     let f = fx.f;
     let cat = fx.cat;
     let (method, recv) = method_call(f, id)?;
+    // Most calls are not redis commands: reject them before building an op.
+    let r = &cat.redis;
+    let known = [
+        &r.command,
+        &r.set,
+        &r.setnx,
+        &r.add_if_absent,
+        &r.delete_js,
+        &r.delete_py,
+        &r.expire,
+        &r.get,
+        &r.watch,
+    ];
+    if !known.iter().any(|list| has(list, method)) {
+        return None;
+    }
     let pos = positional(f, id);
     let recv_last = match f.expr(recv) {
         Expr::Ident(n) | Expr::Member { property: n, .. } => n.to_string(),

@@ -417,6 +417,7 @@ fn module_bindings(module: &Function) -> Vec<Box<str>> {
     names
 }
 
+#[allow(clippy::too_many_arguments)]
 fn lower_unit<'t, F: Frontend>(
     fe: &F,
     pending: Pending<'t>,

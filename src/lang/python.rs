@@ -207,12 +207,7 @@ impl Frontend for Python {
             }
             "list_splat" | "dictionary_splat" => match lw.children(mark).first() {
                 Some(c) => Expr::Unary {
-                    op: if node_kind == "list_splat" {
-                        "*"
-                    } else {
-                        "**"
-                    }
-                    .into(),
+                    op: if node_kind == "list_splat" { "*" } else { "**" }.into(),
                     arg: c.expr,
                 },
                 None => return Exit::Nothing,

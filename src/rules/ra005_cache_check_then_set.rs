@@ -54,15 +54,22 @@ impl super::Rule for Rule {
         }
         let id = cx.func_id;
         let scope = cache::subtree(file, id);
-        let ops: Vec<CacheOp> = scope
+        let per_function: Vec<_> = scope
             .iter()
-            .flat_map(|&fid| cache::ops_of(file, fid, cx.src))
+            .map(|&fid| cache::ops_of(file, fid, cx.src))
             .collect();
-        if !ops.iter().any(|o| o.kind == OpKind::Check)
-            || !ops.iter().any(|o| o.kind == OpKind::Store)
-        {
+        let has = |kind: OpKind| {
+            per_function
+                .iter()
+                .any(|ops| ops.iter().any(|o| o.kind == kind))
+        };
+        if !has(OpKind::Check) || !has(OpKind::Store) {
             return;
         }
+        let ops: Vec<CacheOp> = per_function
+            .iter()
+            .flat_map(|ops| ops.iter().cloned())
+            .collect();
         let mut facts: HashMap<FuncId, Facts> = HashMap::new();
         for store in ops.iter().filter(|o| o.kind == OpKind::Store) {
             if reserved(&ops, store) || defines_script(cx, &scope, &store.receiver) {
