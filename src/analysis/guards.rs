@@ -1024,11 +1024,13 @@ impl FunctionGuards {
         let Some((method, recv)) = method_call(f, id) else {
             return;
         };
-        let place = fx.norm(recv);
-        let first_key = pos
-            .iter()
-            .find(|a| !matches!(f.expr(**a), Expr::Bool(_) | Expr::Num(_) | Expr::Object(_)))
-            .map(|a| fx.norm(*a));
+        // Normalised text, built only for the calls that turn out to matter.
+        let place = || fx.norm(recv);
+        let first_key = || {
+            pos.iter()
+                .find(|a| !matches!(f.expr(**a), Expr::Bool(_) | Expr::Num(_) | Expr::Object(_)))
+                .map(|a| fx.norm(*a))
+        };
 
         // Redis keys: SET NX / SETNX / lock-named SET, and DEL.
         if let Some(op) = redis_op(fx, id) {
@@ -1068,13 +1070,22 @@ impl FunctionGuards {
             }
         }
 
-        let shared = fx.shared_place(recv, false);
-        let not_guard = fx.not_guard_receiver(recv);
+        let set_release = match fx.family {
+            Family::Js => &cat.containers.set_release_js,
+            Family::Python => &cat.containers.set_release_py,
+        };
+        // Only container methods need the receiver's sharing facts.
+        let container_method = has(&cat.containers.set_add, method)
+            || has(&cat.containers.map_set_js, method)
+            || has(set_release, method)
+            || has(&cat.containers.map_release_py, method);
+        let shared = container_method && fx.shared_place(recv, false);
+        let not_guard = container_method && fx.not_guard_receiver(recv);
         // Set and Map entries.
         if shared && !not_guard && pos.len() == 1 && has(&cat.containers.set_add, method) {
             self.acquires.push(acquire(
                 GuardKind::SetEntry,
-                place,
+                place(),
                 first_key_exact(fx, &pos),
                 false,
             ));
@@ -1088,29 +1099,17 @@ impl FunctionGuards {
         {
             self.acquires.push(acquire(
                 GuardKind::MapEntry,
-                place,
+                place(),
                 first_key_exact(fx, &pos),
                 false,
             ));
             return;
         }
-        let set_release = match fx.family {
-            Family::Js => &cat.containers.set_release_js,
-            Family::Python => &cat.containers.set_release_py,
-        };
         if shared && !not_guard && !pos.is_empty() && has(set_release, method) {
             let key = first_key_exact(fx, &pos);
-            self.release(
-                fx,
-                k,
-                id,
-                GuardKind::SetEntry,
-                place.clone(),
-                key.clone(),
-                vec![],
-            );
+            self.release(fx, k, id, GuardKind::SetEntry, place(), key.clone(), vec![]);
             if fx.family == Family::Js && has(&cat.containers.map_release_js, method) {
-                self.release(fx, k, id, GuardKind::MapEntry, place, key, vec![]);
+                self.release(fx, k, id, GuardKind::MapEntry, place(), key, vec![]);
             }
             return;
         }
@@ -1125,7 +1124,7 @@ impl FunctionGuards {
                 k,
                 id,
                 GuardKind::MapEntry,
-                place,
+                place(),
                 first_key_exact(fx, &pos),
                 vec![],
             );
@@ -1143,14 +1142,14 @@ impl FunctionGuards {
             }
             let helper = !has(&cat.locks.acquire, method);
             self.acquires
-                .push(acquire(GuardKind::Lock, place, first_key, helper));
+                .push(acquire(GuardKind::Lock, place(), first_key(), helper));
             return;
         }
         if has(&cat.locks.release, method) || cat.is_release_helper(method) {
             let mut via = Vec::new();
             via.extend(ident(f, recv));
             via.extend(pos.first().and_then(|a| ident(f, *a)));
-            self.release(fx, k, id, GuardKind::Lock, place, first_key, via);
+            self.release(fx, k, id, GuardKind::Lock, place(), first_key(), via);
         }
     }
 

@@ -53,6 +53,9 @@ impl Parsers {
 /// string on every call (strlen + UTF-8 check); the walk asks many times per node.
 struct Names {
     kinds: Vec<&'static str>,
+    /// Whether a kind is named (what `Node::is_named` answers, without
+    /// resolving the node's alias a second time).
+    named: Vec<bool>,
     fields: Vec<Option<&'static str>>,
     field_ids: std::collections::HashMap<&'static str, u16>,
 }
@@ -74,6 +77,9 @@ fn names(language: Language) -> &'static Names {
         kinds: (0..grammar.node_kind_count())
             .map(|id| grammar.node_kind_for_id(id as u16).unwrap_or(""))
             .collect(),
+        named: (0..grammar.node_kind_count())
+            .map(|id| grammar.node_kind_is_named(id as u16))
+            .collect(),
         fields: (0..=grammar.field_count())
             .map(|id| grammar.field_name_for_id(id as u16))
             .collect(),
@@ -94,6 +100,22 @@ pub(crate) fn field<'t>(node: Node<'t>, name: &str) -> Option<Node<'t>> {
 
 thread_local! {
     static CURRENT: Cell<Option<&'static Names>> = const { Cell::new(None) };
+}
+
+/// The kind of `node` and whether it is named, from the grammar's tables:
+/// one symbol lookup for both. ERROR nodes (outside the tables) ask the node.
+fn kind_and_named(node: Node) -> (&'static str, bool) {
+    let Some(names) = CURRENT.with(Cell::get) else {
+        return (node.kind(), node.is_named());
+    };
+    let id = node.kind_id() as usize;
+    match (names.kinds.get(id), names.named.get(id)) {
+        (Some(kind), Some(named)) => {
+            debug_assert_eq!(*named, node.is_named(), "{kind}");
+            (kind, *named)
+        }
+        _ => (node.kind(), node.is_named()),
+    }
 }
 
 /// The kind of `node`, from the table of the grammar being lowered.
@@ -347,7 +369,8 @@ impl<'t> Lowerer<'t> {
 }
 
 enum Frame<'t> {
-    Enter(Node<'t>, Option<&'static str>, Role),
+    /// A node, its kind, its field in the parent and its role.
+    Enter(Node<'t>, &'static str, Option<&'static str>, Role),
     Exit {
         node: Node<'t>,
         kind: &'static str,
@@ -485,7 +508,7 @@ fn lower_unit<'t, F: Frontend>(
             // node itself is not mistaken for a nested unit.
             push_children(fe, &mut lw, &mut stack, body, 0);
         } else {
-            stack.push(Frame::Enter(body, None, role));
+            stack.push(Frame::Enter(body, kind(body), None, role));
         }
     }
     let mut defaults = Vec::new();
@@ -503,16 +526,20 @@ fn lower_unit<'t, F: Frontend>(
         }
     }
     for (node, index) in defaults.into_iter().rev() {
-        stack.push(Frame::Enter(node, None, Role::ParamDefault(index)));
+        stack.push(Frame::Enter(
+            node,
+            kind(node),
+            None,
+            Role::ParamDefault(index),
+        ));
     }
 
     while let Some(frame) = stack.pop() {
         match frame {
-            Frame::Enter(node, field, role) => {
+            Frame::Enter(node, kind, field, role) => {
                 if lw.tree_has_errors && (node.is_error() || node.is_missing()) {
                     lw.syntax_errors.push(span_of(node));
                 }
-                let kind = kind(node);
                 if fe.skip(kind) || matches!(role, Role::Skip) {
                     continue;
                 }
@@ -642,15 +669,16 @@ fn push_children<'t, F: Frontend>(
     if cursor.goto_first_child() {
         loop {
             let child = cursor.node();
-            if child.is_named() || (lw.tree_has_errors && child.is_missing()) {
+            let (child_kind, named) = kind_and_named(child);
+            if named || (lw.tree_has_errors && child.is_missing()) {
                 let field = field_name(&cursor);
-                if fe.is_function(kind(child)) {
+                if fe.is_function(child_kind) {
                     if let Some(hint) = fe.name_hint(lw, node, child, field) {
                         lw.hints.push((child.id(), hint));
                     }
                 }
                 let role = fe.child_role(lw, node, child, field, mark);
-                stack.push(Frame::Enter(child, field, role));
+                stack.push(Frame::Enter(child, child_kind, field, role));
             }
             if !cursor.goto_next_sibling() {
                 break;
