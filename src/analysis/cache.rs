@@ -204,6 +204,36 @@ fn collect_ops(file: &FileModel, id: FuncId, src: &str) -> Vec<CacheOp> {
                     continue;
                 };
                 let (receiver, method) = (*object, &**property);
+                // A method neither a client nor a memory store knows: skip
+                // before resolving the receiver.
+                let client_method = has(&cat.ops.scripts, method)
+                    || has(&cat.ops.reserves, method)
+                    || has(&cat.ops.stores, method)
+                    || has(&cat.ops.checks, method)
+                    || matches!(
+                        method,
+                        "del" | "delete" | "unlink" | "adelete" | "hdel" | "srem"
+                    );
+                let memory_method = matches!(
+                    method,
+                    "has"
+                        | "get"
+                        | "includes"
+                        | "has_key"
+                        | "__contains__"
+                        | "set"
+                        | "add"
+                        | "push"
+                        | "append"
+                        | "setdefault"
+                        | "delete"
+                        | "remove"
+                        | "discard"
+                        | "pop"
+                );
+                if !client_method && !memory_method {
+                    continue;
+                }
                 let arg = |n: usize| args.get(n).map(|a| a.value);
                 let arg_text = |n: usize| arg(n).map(|a| squash(text(a))).unwrap_or_default();
                 if let Some(backend) = client_backend(file, id, src, &scope, receiver) {
