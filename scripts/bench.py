@@ -254,14 +254,25 @@ def timings(stderr):
     return {}
 
 
-def measure(path, runs, jobs, extra):
-    args = ["scan", str(path), "--jobs", str(jobs), "--format", "sarif", "--output", os.devnull,
-            "--fail-on", "never", "--no-progress", "--timings"] + extra
-    samples = [run_once(args) for _ in range(runs)]
-    wall = statistics.median(s[0] for s in samples)
-    cpu = statistics.median(s[1] for s in samples)
-    rss = max(s[2] for s in samples)
-    return {"wall": wall, "cpu": cpu, "rss": rss, "timings": timings(samples[-1][3])}
+def measure(path, runs, modes):
+    """Runs every mode once per round, `runs` rounds: the modes are
+    interleaved so that a machine getting slower or faster mid-run skews no
+    mode against another. Median wall/CPU, max RSS per mode."""
+    samples = {name: [] for name, _, _ in modes}
+    for _ in range(runs):
+        for name, jobs, extra in modes:
+            args = ["scan", str(path), "--jobs", str(jobs), "--format", "sarif", "--output", os.devnull,
+                    "--fail-on", "never", "--no-progress", "--timings"] + extra
+            samples[name].append(run_once(args))
+    return {
+        name: {
+            "wall": statistics.median(s[0] for s in runs_),
+            "cpu": statistics.median(s[1] for s in runs_),
+            "rss": max(s[2] for s in runs_),
+            "timings": timings(runs_[-1][3]),
+        }
+        for name, runs_ in samples.items()
+    }
 
 
 def main():
@@ -291,7 +302,7 @@ def main():
         ("full scan, prefilter, 1 thread", 1, []),
         ("full scan, no prefilter, 1 thread", 1, ["--no-prefilter"]),
     ]
-    results = {name: measure(args.path, args.runs, jobs, extra) for name, jobs, extra in modes}
+    results = measure(args.path, args.runs, modes)
     t = results["full scan, no prefilter, 2 threads"]["timings"]
     files, size, lines = t.get("files", 0), t.get("bytes", 0), t.get("lines", 0)
     print(f"\n{args.path}: {files} files, {size / 1e6:.1f} MB, {lines} lines; median of {args.runs} runs\n")
@@ -304,7 +315,9 @@ def main():
               f"{files / r['wall']:.0f} | {r['rss']:.0f} | {r['wall'] / base:.2f}x |")
     full = results["full scan, prefilter, 2 threads"]["timings"]
     skipped = full.get("files_skipped_by_prefilter", 0)
-    print(f"\nprefilter: skips {skipped} of {files} files ({100 * skipped / max(files, 1):.0f} %)")
+    tests = full.get("test_files_skipped", 0)
+    print(f"\nprefilter: skips {skipped} of {files} files ({100 * skipped / max(files, 1):.0f} %): "
+          f"{tests} test files (out of scope), {skipped - tests} without any trigger word")
     for label, one, two in [("parse-only", "parse-only, 1 thread", "parse-only, 2 threads"),
                             ("full scan", "full scan, prefilter, 1 thread", "full scan, prefilter, 2 threads"),
                             ("full scan, no prefilter", "full scan, no prefilter, 1 thread", "full scan, no prefilter, 2 threads")]:
