@@ -491,11 +491,21 @@ fn function_locals(f: &Function, family: crate::model::Family) -> HashSet<Box<st
 
 /// Python `global x` / `nonlocal x` in this function (not lowered into the
 /// model, so read from the source text of the function's own lines).
-fn python_outer_names(f: &Function, src: &str, family: crate::model::Family) -> Vec<String> {
+pub(crate) fn python_outer_names(
+    f: &Function,
+    src: &str,
+    family: crate::model::Family,
+) -> Vec<String> {
     if family != crate::model::Family::Python {
         return Vec::new();
     }
     let text = src.get(f.span.range()).unwrap_or("");
+    // Most bodies declare neither: skip the line-by-line pass (it reads the
+    // whole file for the module and again for every enclosing function).
+    let declares = |w: &[u8]| memchr::memmem::find(text.as_bytes(), w).is_some();
+    if !declares(b"global") && !declares(b"nonlocal") {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.trim_start();

@@ -431,18 +431,7 @@ impl<'a> Facts<'a> {
         }
         let mut globals = HashSet::new();
         if family == Family::Python {
-            let body = src.get(f.span.range()).unwrap_or("");
-            for line in body.lines() {
-                let line = line.trim_start();
-                if let Some(rest) = line
-                    .strip_prefix("global ")
-                    .or_else(|| line.strip_prefix("nonlocal "))
-                {
-                    for n in rest.split(',') {
-                        globals.insert(n.trim().to_string());
-                    }
-                }
-            }
+            globals.extend(super::awaits::python_outer_names(f, src, family));
             for g in &globals {
                 locals.remove(g);
             }
