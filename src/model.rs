@@ -81,14 +81,18 @@ pub enum Family {
     Python,
 }
 
+/// An identifier, property, operator or literal text in the model. Most are
+/// short: stored inline, without a heap allocation per node.
+pub type Name = compact_str::CompactString;
+
 #[derive(Clone, Debug)]
 pub enum Expr {
-    Ident(Box<str>),
+    Ident(Name),
     /// `this` in JS, `self` / `cls` in Python.
     This,
     Member {
         object: ExprId,
-        property: Box<str>,
+        property: Name,
     },
     Index {
         object: ExprId,
@@ -102,34 +106,34 @@ pub enum Expr {
         callee: ExprId,
         args: Vec<Arg>,
     },
-    Str(Box<str>),
+    Str(Name),
     /// Template literal or f-string; `tag` for tagged templates (`sql\`...\``).
     /// `text` is the literal text with each hole replaced by `${}`.
     Template {
         tag: Option<ExprId>,
-        text: Box<str>,
+        text: Name,
         holes: Vec<ExprId>,
     },
-    Num(Box<str>),
+    Num(Name),
     Bool(bool),
     Null,
     Object(Vec<Prop>),
     Array(Vec<ExprId>),
     /// Arithmetic, comparison and logical operators (`??`, `||`, `and`, `or`).
     Binary {
-        op: Box<str>,
+        op: Name,
         left: ExprId,
         right: ExprId,
     },
     Unary {
-        op: Box<str>,
+        op: Name,
         arg: ExprId,
     },
     Await(ExprId),
     /// Assignment or declaration; `op` is `=` or a compound operator.
     Assign {
         target: ExprId,
-        op: Box<str>,
+        op: Name,
         value: ExprId,
         decl: bool,
     },
@@ -147,7 +151,7 @@ pub enum Expr {
 #[derive(Clone, Debug)]
 pub struct Arg {
     /// Python keyword argument name.
-    pub name: Option<Box<str>>,
+    pub name: Option<Name>,
     pub value: ExprId,
     pub spread: bool,
 }
@@ -161,7 +165,7 @@ pub struct Prop {
 
 #[derive(Clone, Debug)]
 pub enum PropKey {
-    Name(Box<str>),
+    Name(Name),
     Computed(ExprId),
     Spread,
 }
@@ -198,7 +202,7 @@ pub enum CtxKind {
     /// clause names (empty: catches everything).
     Catch {
         try_id: u32,
-        types: Vec<Box<str>>,
+        types: Vec<Name>,
     },
     Finally {
         try_id: u32,
@@ -222,7 +226,7 @@ pub struct Ctx {
 
 #[derive(Clone, Debug)]
 pub struct Param {
-    pub name: Box<str>,
+    pub name: Name,
     pub span: Span,
     pub default: Option<ExprId>,
 }
@@ -238,7 +242,7 @@ pub enum FunctionKind {
 
 #[derive(Clone, Debug)]
 pub struct Function {
-    pub name: Box<str>,
+    pub name: Name,
     pub kind: FunctionKind,
     pub is_async: bool,
     pub span: Span,
@@ -480,7 +484,7 @@ pub struct FileModel {
     pub language: Language,
     pub functions: Vec<Function>,
     /// Names bound at module level (shared state between requests).
-    pub module_vars: Vec<Box<str>>,
+    pub module_vars: Vec<Name>,
     /// Byte ranges tree-sitter could not parse.
     pub syntax_errors: Vec<Span>,
     /// Facts about the whole file that analyses compute once, not once per

@@ -169,10 +169,10 @@ pub enum RootKind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Place {
-    pub root: Box<str>,
+    pub root: crate::model::Name,
     pub kind: RootKind,
     /// Property names; `[]` for an index.
-    pub path: Vec<Box<str>>,
+    pub path: Vec<crate::model::Name>,
 }
 
 impl Place {
@@ -350,14 +350,14 @@ pub struct Record {
 /// Which names mean what inside one function.
 pub struct Scope {
     pub family: crate::model::Family,
-    locals: HashSet<Box<str>>,
-    params: HashSet<Box<str>>,
-    captured: HashSet<Box<str>>,
+    locals: HashSet<crate::model::Name>,
+    params: HashSet<crate::model::Name>,
+    captured: HashSet<crate::model::Name>,
     /// Whether concurrent calls of this closure can overlap (so what it
     /// captures is shared between them).
     captured_shared: bool,
-    module: HashSet<Box<str>>,
-    pub records: HashMap<Box<str>, Record>,
+    module: HashSet<crate::model::Name>,
+    pub records: HashMap<crate::model::Name, Record>,
 }
 
 impl Scope {
@@ -369,7 +369,7 @@ impl Scope {
         for n in &declared_outer {
             locals.remove(n.as_str());
         }
-        let params: HashSet<Box<str>> = f.params.iter().map(|p| p.name.clone()).collect();
+        let params: HashSet<crate::model::Name> = f.params.iter().map(|p| p.name.clone()).collect();
         let mut captured = HashSet::new();
         let mut parent = f.parent;
         while let Some(p) = parent {
@@ -463,7 +463,7 @@ fn closure_runs_concurrently(file: &FileModel, id: FuncId) -> bool {
 }
 
 /// Names a function binds: JS declarations, Python assignment targets.
-fn function_locals(f: &Function, family: crate::model::Family) -> HashSet<Box<str>> {
+fn function_locals(f: &Function, family: crate::model::Family) -> HashSet<crate::model::Name> {
     let mut out = HashSet::new();
     for e in &f.exprs {
         let Expr::Assign { target, decl, .. } = e else {
@@ -520,7 +520,11 @@ pub(crate) fn python_outer_names(
 
 /// Locals assigned from a database load (`await repo.findOne(...)`,
 /// `await session.get(Order, id)`, `await Order.objects.aget(...)`).
-fn records_of(f: &Function, src: &str, locals: &HashSet<Box<str>>) -> HashMap<Box<str>, Record> {
+fn records_of(
+    f: &Function,
+    src: &str,
+    locals: &HashSet<crate::model::Name>,
+) -> HashMap<crate::model::Name, Record> {
     let cat = &catalog().records;
     let mut out = HashMap::new();
     for stmt in &f.stmts {
@@ -662,8 +666,8 @@ impl<'a> Facts<'a> {
             parents: func.parents(),
             collections: std::cell::OnceCell::new(),
         };
-        let mut env: HashMap<Box<str>, Vec<Src>> = HashMap::new();
-        let mut aliases: HashMap<Box<str>, usize> = HashMap::new();
+        let mut env: HashMap<crate::model::Name, Vec<Src>> = HashMap::new();
+        let mut aliases: HashMap<crate::model::Name, usize> = HashMap::new();
         for &si in &order {
             let stmt = &func.stmts[si];
             let Some(root) = func.stmt_expr(stmt) else {
@@ -733,10 +737,10 @@ impl<'a> Facts<'a> {
     pub fn place_of(
         &self,
         id: ExprId,
-        aliases: &HashMap<Box<str>, usize>,
+        aliases: &HashMap<crate::model::Name, usize>,
     ) -> Option<(Place, Option<ExprId>)> {
         let f = self.func;
-        let mut path: Vec<Box<str>> = Vec::new();
+        let mut path: Vec<crate::model::Name> = Vec::new();
         let mut key = None;
         let mut cur = id;
         let mut depth = 0;
@@ -856,8 +860,8 @@ impl<'a> Facts<'a> {
         id: ExprId,
         stmt: usize,
         ctx: CtxId,
-        env: &mut HashMap<Box<str>, Vec<Src>>,
-        aliases: &mut HashMap<Box<str>, usize>,
+        env: &mut HashMap<crate::model::Name, Vec<Src>>,
+        aliases: &mut HashMap<crate::model::Name, usize>,
         follow: &dyn Fn(&Function, ExprId) -> bool,
     ) {
         let f = self.func;
@@ -1361,7 +1365,7 @@ impl<'a> Facts<'a> {
 /// Every variable or property path (`seen`, `this.pending`, `cache.entries`)
 /// the file assigns an in-memory collection.
 /// Names the file binds to in-memory collections.
-pub struct CollectionNames(pub HashSet<Box<str>>);
+pub struct CollectionNames(pub HashSet<crate::model::Name>);
 
 /// Whole-file: computed once per file (`FileModel::memo`).
 pub fn collection_names(file: &FileModel) -> std::rc::Rc<CollectionNames> {
@@ -1369,7 +1373,7 @@ pub fn collection_names(file: &FileModel) -> std::rc::Rc<CollectionNames> {
         .get(0, || CollectionNames(collect_collection_names(file)))
 }
 
-fn collect_collection_names(file: &FileModel) -> HashSet<Box<str>> {
+fn collect_collection_names(file: &FileModel) -> HashSet<crate::model::Name> {
     let ctors = &catalog().collections.collection_constructors;
     let mut out = HashSet::new();
     for g in &file.functions {
@@ -1377,7 +1381,7 @@ fn collect_collection_names(file: &FileModel) -> HashSet<Box<str>> {
             let Expr::Assign { target, value, .. } = e else {
                 continue;
             };
-            let name: Box<str> = match g.expr(*target) {
+            let name: crate::model::Name = match g.expr(*target) {
                 Expr::Ident(n) => n.clone(),
                 Expr::Member { .. } => {
                     let path = g.path(*target);

@@ -380,7 +380,7 @@ fn stmt_index(f: &Function) -> Vec<Option<(Span, CtxId)>> {
 fn shared_store(
     f: &Function,
     scope: &Scope,
-    collections: &HashSet<Box<str>>,
+    collections: &HashSet<crate::model::Name>,
     receiver: ExprId,
 ) -> bool {
     let name: String = match f.expr(receiver) {

@@ -1697,7 +1697,7 @@ enum CatchLevel {
     Narrow,
 }
 
-fn catch_level(fx: &Facts, types: &[Box<str>]) -> CatchLevel {
+fn catch_level(fx: &Facts, types: &[crate::model::Name]) -> CatchLevel {
     if fx.family == Family::Js || types.is_empty() {
         return CatchLevel::All;
     }

@@ -51,7 +51,7 @@ impl Frontend for Js {
         FUNCTION_KINDS.contains(&kind)
     }
 
-    fn class_name(&self, node: Node, src: &str) -> Option<Box<str>> {
+    fn class_name(&self, node: Node, src: &str) -> Option<crate::model::Name> {
         match kind(node) {
             "class_declaration" | "class" | "abstract_class_declaration" => Some(
                 field(node, "name")
@@ -93,7 +93,11 @@ impl Frontend for Js {
         }
     }
 
-    fn param<'t>(&self, node: Node<'t>, src: &str) -> Vec<(Box<str>, Span, Option<Node<'t>>)> {
+    fn param<'t>(
+        &self,
+        node: Node<'t>,
+        src: &str,
+    ) -> Vec<(crate::model::Name, Span, Option<Node<'t>>)> {
         // required_parameter / optional_parameter (TS) wrap the pattern.
         let (pattern, mut default) = match kind(node) {
             "required_parameter" | "optional_parameter" => {
@@ -555,7 +559,7 @@ fn has_token(node: Node, token: &str) -> bool {
     found
 }
 
-fn operator(lw: &Lowerer, node: Node) -> Box<str> {
+fn operator(lw: &Lowerer, node: Node) -> crate::model::Name {
     field(node, "operator").map_or("", |o| lw.text(o)).into()
 }
 

@@ -176,7 +176,7 @@ pub(crate) enum Role {
         mark: usize,
     },
     Try(u32),
-    Catch(u32, Vec<Box<str>>),
+    Catch(u32, Vec<crate::model::Name>),
     Finally(u32),
     WithBody {
         mark: usize,
@@ -214,10 +214,14 @@ pub(crate) trait Frontend {
     fn skip(&self, kind: &str) -> bool;
     fn is_function(&self, kind: &str) -> bool;
     /// The class name if `node` declares a class.
-    fn class_name(&self, node: Node, src: &str) -> Option<Box<str>>;
+    fn class_name(&self, node: Node, src: &str) -> Option<crate::model::Name>;
     fn function_info<'t>(&self, node: Node<'t>, src: &str) -> FunctionInfo<'t>;
     /// Names, spans and default-value nodes bound by one parameter node.
-    fn param<'t>(&self, node: Node<'t>, src: &str) -> Vec<(Box<str>, Span, Option<Node<'t>>)>;
+    fn param<'t>(
+        &self,
+        node: Node<'t>,
+        src: &str,
+    ) -> Vec<(crate::model::Name, Span, Option<Node<'t>>)>;
     /// The role of each child, decided when the parent is entered.
     fn child_role<'t>(
         &self,
@@ -250,7 +254,7 @@ struct Pending<'t> {
     node: Node<'t>,
     parent: Option<FuncId>,
     name: String,
-    class: Option<Box<str>>,
+    class: Option<crate::model::Name>,
 }
 
 /// The state of lowering one function unit.
@@ -260,7 +264,7 @@ pub(crate) struct Lowerer<'t> {
     pub results: Vec<Child<'t>>,
     ctx_stack: Vec<CtxId>,
     try_counter: u32,
-    class_stack: Vec<Box<str>>,
+    class_stack: Vec<crate::model::Name>,
     queue: &'t mut VecDeque<Pending<'t>>,
     next_id: &'t mut FuncId,
     self_id: FuncId,
@@ -420,8 +424,8 @@ fn lower_file<F: Frontend>(fe: &F, tree: &Tree, src: &str, language: Language) -
 }
 
 /// Names assigned at the top level of the module (not inside a function).
-fn module_bindings(module: &Function) -> Vec<Box<str>> {
-    let mut names: Vec<Box<str>> = module
+fn module_bindings(module: &Function) -> Vec<crate::model::Name> {
+    let mut names: Vec<crate::model::Name> = module
         .stmts
         .iter()
         .filter_map(|s| match s.kind {

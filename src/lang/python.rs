@@ -32,7 +32,7 @@ impl Frontend for Python {
         matches!(kind, "function_definition" | "lambda")
     }
 
-    fn class_name(&self, node: Node, src: &str) -> Option<Box<str>> {
+    fn class_name(&self, node: Node, src: &str) -> Option<crate::model::Name> {
         (kind(node) == "class_definition").then(|| {
             field(node, "name")
                 .map_or("<class>", |n| text(n, src))
@@ -68,7 +68,11 @@ impl Frontend for Python {
         }
     }
 
-    fn param<'t>(&self, node: Node<'t>, src: &str) -> Vec<(Box<str>, Span, Option<Node<'t>>)> {
+    fn param<'t>(
+        &self,
+        node: Node<'t>,
+        src: &str,
+    ) -> Vec<(crate::model::Name, Span, Option<Node<'t>>)> {
         let span = span_of(node);
         let name = match kind(node) {
             "identifier" => Some(node),
@@ -448,7 +452,7 @@ fn comparison_op(node: Node, src: &str) -> String {
 }
 
 /// The exception names an `except` clause catches (empty: a bare `except:`).
-fn except_types(clause: Node, src: &str) -> Vec<Box<str>> {
+fn except_types(clause: Node, src: &str) -> Vec<crate::model::Name> {
     let mut cursor = clause.walk();
     let Some(first) = clause
         .named_children(&mut cursor)
