@@ -21,7 +21,7 @@
 //! build (`holds_guard_across`, `is_external_call`) are at the end of this
 //! file, kept small so they can be swapped for the shared modules.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -370,7 +370,7 @@ impl Scope {
             locals.remove(n.as_str());
         }
         let params: HashSet<crate::model::Name> = f.params.iter().map(|p| p.name.clone()).collect();
-        let mut captured = HashSet::new();
+        let mut captured = HashSet::default();
         let mut parent = f.parent;
         while let Some(p) = parent {
             if p == 0 {
@@ -464,7 +464,7 @@ fn closure_runs_concurrently(file: &FileModel, id: FuncId) -> bool {
 
 /// Names a function binds: JS declarations, Python assignment targets.
 fn function_locals(f: &Function, family: crate::model::Family) -> HashSet<crate::model::Name> {
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     for e in &f.exprs {
         let Expr::Assign { target, decl, .. } = e else {
             continue;
@@ -526,7 +526,7 @@ fn records_of(
     locals: &HashSet<crate::model::Name>,
 ) -> HashMap<crate::model::Name, Record> {
     let cat = &catalog().records;
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     for stmt in &f.stmts {
         let StmtKind::Expr(root) = stmt.kind else {
             continue;
@@ -666,8 +666,8 @@ impl<'a> Facts<'a> {
             parents: func.parents(),
             collections: std::cell::OnceCell::new(),
         };
-        let mut env: HashMap<crate::model::Name, Vec<Src>> = HashMap::new();
-        let mut aliases: HashMap<crate::model::Name, usize> = HashMap::new();
+        let mut env: HashMap<crate::model::Name, Vec<Src>> = HashMap::default();
+        let mut aliases: HashMap<crate::model::Name, usize> = HashMap::default();
         for &si in &order {
             let stmt = &func.stmts[si];
             let Some(root) = func.stmt_expr(stmt) else {
@@ -1375,7 +1375,7 @@ pub fn collection_names(file: &FileModel) -> std::rc::Rc<CollectionNames> {
 
 fn collect_collection_names(file: &FileModel) -> HashSet<crate::model::Name> {
     let ctors = &catalog().collections.collection_constructors;
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     for g in &file.functions {
         for e in &g.exprs {
             let Expr::Assign { target, value, .. } = e else {

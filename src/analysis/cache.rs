@@ -4,7 +4,7 @@
 //! on which client, and whether a store is an idempotency/dedup store.
 //! RA005 pairs these; RA004 uses the dedup evidence to grade a check-then-act.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -507,7 +507,7 @@ fn built_by_client_ctor(file: &FileModel, src: &str, name: &str) -> bool {
 /// call: computed once per file.
 fn client_ctor_names(file: &FileModel, src: &str) -> HashSet<String> {
     let cat = &catalog().clients;
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     for g in &file.functions {
         for e in &g.exprs {
             let Expr::Assign { target, value, .. } = e else {

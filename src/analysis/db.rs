@@ -9,7 +9,7 @@
 //! has `knex(...)`, `where(...)`, `first()`. SQL text is classified by
 //! [`super::sql`] wherever it is passed.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -259,7 +259,7 @@ pub struct Bindings {
 
 impl Bindings {
     pub fn new(f: &Function) -> Bindings {
-        let mut map: HashMap<String, Vec<ExprId>> = HashMap::new();
+        let mut map: HashMap<String, Vec<ExprId>> = HashMap::default();
         for e in &f.exprs {
             if let Expr::Assign {
                 target, value, op, ..

@@ -107,7 +107,7 @@ pub struct PaymentCatalog {
     pub api: Vec<PaymentApi>,
     /// The last segment of every call path: a quick reject for other calls.
     #[serde(skip)]
-    methods: std::collections::HashSet<String>,
+    methods: rustc_hash::FxHashSet<String>,
 }
 
 fn external() -> &'static ExternalCatalog {

@@ -27,7 +27,7 @@
 //! let ops = redis_ops(cx.file, cx.func, cx.src);
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -429,14 +429,14 @@ impl<'a> Facts<'a> {
                 }
             }
         }
-        let mut globals = HashSet::new();
+        let mut globals = HashSet::default();
         if family == Family::Python {
             globals.extend(super::awaits::python_outer_names(f, src, family));
             for g in &globals {
                 locals.remove(g);
             }
         }
-        let mut tries: HashMap<u32, TryInfo> = HashMap::new();
+        let mut tries: HashMap<u32, TryInfo> = HashMap::default();
         for (id, c) in f.ctxs.iter().enumerate() {
             let (t, role) = match c.kind {
                 CtxKind::Try { try_id } => (try_id, 0),
@@ -554,7 +554,7 @@ impl<'a> Facts<'a> {
 struct Setters(HashSet<String>);
 
 fn state_setters(file: &FileModel, src: &str) -> HashSet<String> {
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     if file.language.family() != Family::Js {
         return out;
     }
@@ -739,11 +739,11 @@ impl FunctionGuards {
     fn collect(&mut self, fx: &Facts) {
         let f = fx.f;
         let cat = fx.cat;
-        let mut bound: HashMap<ExprId, Vec<String>> = HashMap::new();
-        let mut awaited: HashSet<ExprId> = HashSet::new();
+        let mut bound: HashMap<ExprId, Vec<String>> = HashMap::default();
+        let mut awaited: HashSet<ExprId> = HashSet::default();
         // Python `lock = r.lock(...)` makes a lock object; `lock.acquire()`
         // takes it. Such factory calls are not acquires.
-        let mut acquired_objects: HashSet<String> = HashSet::new();
+        let mut acquired_objects: HashSet<String> = HashSet::default();
         for e in f.exprs.iter() {
             if let Some((m, recv)) = match e {
                 Expr::Call { callee, .. } => match f.expr(*callee) {
@@ -1192,11 +1192,11 @@ impl FunctionGuards {
 
 /// For each function passed directly as a call argument, the calls (in its
 /// parent) that receive it: computed once per file.
-struct CallbackSites(std::collections::HashMap<FuncId, Vec<ExprId>>);
+struct CallbackSites(HashMap<FuncId, Vec<ExprId>>);
 
 impl CallbackSites {
     fn new(file: &FileModel) -> CallbackSites {
-        let mut map: std::collections::HashMap<FuncId, Vec<ExprId>> = Default::default();
+        let mut map: HashMap<FuncId, Vec<ExprId>> = Default::default();
         for g in &file.functions {
             for (i, e) in g.exprs.iter().enumerate() {
                 let Expr::Call { args, .. } = e else { continue };
@@ -2147,7 +2147,7 @@ fn tested_in_file(file: &FileModel, name: &str) -> bool {
 struct TestedNames(HashSet<String>);
 
 fn tested_names(file: &FileModel) -> HashSet<String> {
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     let name_of = |g: &Function, id: ExprId| match g.expr(id) {
         Expr::Member { property, .. } | Expr::Ident(property) => Some(property.to_string()),
         _ => None,
@@ -2258,7 +2258,7 @@ fn stmt_raise(fx: &Facts, k: usize) -> Option<(RaiseKind, Span)> {
         {
             [*target].into_iter().collect()
         }
-        _ => HashSet::new(),
+        _ => HashSet::default(),
     };
     let mut best: Option<(RaiseKind, Span)> = None;
     let mut consider = |kind: RaiseKind, span: Span| {

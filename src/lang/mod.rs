@@ -57,7 +57,7 @@ struct Names {
     /// resolving the node's alias a second time).
     named: Vec<bool>,
     fields: Vec<Option<&'static str>>,
-    field_ids: std::collections::HashMap<&'static str, u16>,
+    field_ids: rustc_hash::FxHashMap<&'static str, u16>,
 }
 
 fn names(language: Language) -> &'static Names {

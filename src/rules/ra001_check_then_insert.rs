@@ -16,7 +16,7 @@
 //! transaction, catch-all that only logs). Risk is high when an external
 //! side effect (`analysis::external`) runs after the check.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use crate::analysis::db::{self, entity_key, DbOp, Lib, OpKind};
 use crate::analysis::external::{self, External};
@@ -64,7 +64,7 @@ impl super::Rule for Rule {
             return;
         }
         let an = Analysis::new(cx, &ops);
-        let mut reported: HashSet<ExprId> = HashSet::new();
+        let mut reported: HashSet<ExprId> = HashSet::default();
         for check in ops
             .iter()
             .filter(|o| matches!(o.kind, OpKind::Read | OpKind::Count))
@@ -280,7 +280,7 @@ impl<'a> Analysis<'a> {
     /// directly (the call, its `await`, `.rows`, `.exists()`).
     fn subjects(&self, check: &DbOp) -> (HashSet<String>, HashSet<ExprId>) {
         let f = self.f;
-        let mut direct = HashSet::new();
+        let mut direct = HashSet::default();
         let mut cur = check.expr;
         direct.insert(cur);
         while let Some(p) = self.parents[cur as usize] {
@@ -304,7 +304,7 @@ impl<'a> Analysis<'a> {
             cur = p;
             direct.insert(cur);
         }
-        let mut names = HashSet::new();
+        let mut names = HashSet::default();
         let mut bound = false;
         if let Some(p) = self.parents[cur as usize] {
             if let Expr::Assign { target, value, .. } = f.expr(p) {

@@ -9,7 +9,7 @@
 //! headers, queue `jobId` options). One finding per source, at the first sink
 //! it reaches, with the source as the related location.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::catalog::Catalog;
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
@@ -103,9 +103,9 @@ impl Flow {
         let f = cx.func;
         let mut flow = Flow {
             taint: vec![None; f.exprs.len()],
-            locals: HashMap::new(),
-            fields: HashMap::new(),
-            sources: HashMap::new(),
+            locals: HashMap::default(),
+            fields: HashMap::default(),
+            sources: HashMap::default(),
             by_source: Vec::new(),
         };
         for param in &f.params {

@@ -13,7 +13,7 @@
 //! with`, `runExclusive`, `using`, a catch that releases and rethrows plus a
 //! normal-path release, a JS catch-all that swallows before the release.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use crate::analysis::guards::{
     in_test_code, redis_ops, Acquire, FunctionGuards, GuardKind, Leak, LeakCause, RaiseKind,
@@ -68,7 +68,7 @@ impl super::Rule for Rule {
         if guards.regions.iter().all(|r| r.leaks.is_empty()) || in_test_code(cx.file, cx.func) {
             return;
         }
-        let mut reported = HashSet::new();
+        let mut reported = HashSet::default();
         for region in &guards.regions {
             if region.leaks.is_empty() {
                 continue;

@@ -15,7 +15,7 @@
 //! no lock held across, and for an in-memory store no write of the key
 //! before the first await after the check.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::analysis::awaits::{holds_guard_across, Facts, Pos, Site, Src, Test};
 use crate::analysis::cache::{self, Backend, CacheOp, Evidence, OpKind};
@@ -70,7 +70,7 @@ impl super::Rule for Rule {
             .iter()
             .flat_map(|ops| ops.iter().cloned())
             .collect();
-        let mut facts: HashMap<FuncId, Facts> = HashMap::new();
+        let mut facts: HashMap<FuncId, Facts> = HashMap::default();
         for store in ops.iter().filter(|o| o.kind == OpKind::Store) {
             if reserved(&ops, store) || defines_script(cx, &scope, &store.receiver) {
                 continue;
