@@ -419,13 +419,34 @@ impl Function {
     /// the arena a tree (no expression is the child of two parents), so this
     /// is linear in the subtree.
     pub fn descendants(&self, root: ExprId) -> Vec<ExprId> {
+        // The rules call this for every statement: reuse the work stacks.
+        thread_local! {
+            static STACKS: std::cell::RefCell<(Vec<ExprId>, Vec<ExprId>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        STACKS.with(|stacks| {
+            let Ok(mut stacks) = stacks.try_borrow_mut() else {
+                // Re-entered from inside a walk (never expected): fresh stacks.
+                return self.descendants_with(root, &mut Vec::new(), &mut Vec::new());
+            };
+            let (stack, kids) = &mut *stacks;
+            self.descendants_with(root, stack, kids)
+        })
+    }
+
+    fn descendants_with(
+        &self,
+        root: ExprId,
+        stack: &mut Vec<ExprId>,
+        kids: &mut Vec<ExprId>,
+    ) -> Vec<ExprId> {
         let mut out = Vec::new();
-        let mut stack = vec![root];
-        let mut kids = Vec::new();
+        stack.clear();
+        stack.push(root);
         while let Some(id) = stack.pop() {
             out.push(id);
             kids.clear();
-            self.children(id, &mut kids);
+            self.children(id, kids);
             stack.extend(kids.iter().rev());
         }
         out
