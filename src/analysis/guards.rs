@@ -396,7 +396,7 @@ struct Facts<'a> {
     cat: &'static LockCatalog,
     family: Family,
     /// Names declared (JS) or assigned (Python) in the function, and params.
-    locals: HashSet<String>,
+    locals: HashSet<&'a str>,
     /// Python `global`/`nonlocal` names.
     globals: HashSet<String>,
     tries: HashMap<u32, TryInfo>,
@@ -417,13 +417,13 @@ struct TryInfo {
 impl<'a> Facts<'a> {
     fn new(file: &'a FileModel, f: &'a Function, src: &'a str) -> Self {
         let family = file.language.family();
-        let mut locals: HashSet<String> = f.params.iter().map(|p| p.name.to_string()).collect();
+        let mut locals: HashSet<&'a str> = f.params.iter().map(|p| p.name.as_str()).collect();
         for e in &f.exprs {
             if let Expr::Assign { target, decl, .. } = e {
                 if *decl || family == Family::Python {
                     for d in f.descendants(*target) {
                         if let Expr::Ident(n) = f.expr(d) {
-                            locals.insert(n.to_string());
+                            locals.insert(n.as_str());
                         }
                     }
                 }
@@ -433,7 +433,7 @@ impl<'a> Facts<'a> {
         if family == Family::Python {
             globals.extend(super::awaits::python_outer_names(f, src, family));
             for g in &globals {
-                locals.remove(g);
+                locals.remove(g.as_str());
             }
         }
         let mut tries: HashMap<u32, TryInfo> = HashMap::default();
@@ -774,15 +774,16 @@ impl FunctionGuards {
                     }
                     Expr::Assign { target, value, .. } => {
                         let v = f.unwrap_await(*value);
-                        let names: Vec<String> = f
-                            .descendants(*target)
-                            .into_iter()
-                            .filter_map(|d| match f.expr(d) {
+                        // Only a call's result can be an acquire's handle.
+                        if matches!(f.expr(v), Expr::Call { .. }) {
+                            let names = f.descendants(*target).into_iter().filter_map(|d| match f
+                                .expr(d)
+                            {
                                 Expr::Ident(n) => Some(n.to_string()),
                                 _ => None,
-                            })
-                            .collect();
-                        bound.entry(v).or_default().extend(names);
+                            });
+                            bound.entry(v).or_default().extend(names);
+                        }
                         self.assign_effect(fx, k, id, *target, *value);
                     }
                     Expr::Unary { op, arg } if matches!(&**op, "del" | "delete") => {
