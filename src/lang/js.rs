@@ -51,8 +51,8 @@ impl Frontend for Js {
         FUNCTION_KINDS.contains(&kind)
     }
 
-    fn class_name(&self, node: Node, src: &str) -> Option<crate::model::Name> {
-        match kind(node) {
+    fn class_name(&self, node: Node, node_kind: &str, src: &str) -> Option<crate::model::Name> {
+        match node_kind {
             "class_declaration" | "class" | "abstract_class_declaration" => Some(
                 field(node, "name")
                     .map_or("<class>", |n| text(n, src))
@@ -143,16 +143,18 @@ impl Frontend for Js {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn child_role<'t>(
         &self,
         lw: &mut Lowerer<'t>,
         parent: Node<'t>,
+        parent_kind: &'static str,
         child: Node<'t>,
+        child_kind: &'static str,
         field: Option<&str>,
         mark: usize,
     ) -> Role {
-        if field == Some("arguments")
-            && matches!(kind(parent), "call_expression" | "new_expression")
+        if field == Some("arguments") && matches!(parent_kind, "call_expression" | "new_expression")
         {
             let callee = parent
                 .child_by_field_name("function")
@@ -161,7 +163,7 @@ impl Frontend for Js {
                 lw.callees.push((child.id(), text(callee, lw.src)));
             }
         }
-        match (kind(parent), field) {
+        match (parent_kind, field) {
             ("if_statement" | "while_statement" | "do_statement", Some("condition")) => {
                 Role::Condition
             }
@@ -179,9 +181,9 @@ impl Frontend for Js {
             ("try_statement", Some("finalizer")) => Role::Finally(lw.current_try_id()),
             ("switch_statement", Some("body")) => Role::Switch,
             ("member_expression", Some("property")) => Role::Skip,
-            ("pair", Some("key")) if kind(child) != "computed_property_name" => Role::Skip,
+            ("pair", Some("key")) if child_kind != "computed_property_name" => Role::Skip,
             ("lexical_declaration" | "variable_declaration", _)
-                if kind(child) == "variable_declarator" =>
+                if child_kind == "variable_declarator" =>
             {
                 Role::Declarator(span_of(parent))
             }

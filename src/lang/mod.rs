@@ -214,7 +214,7 @@ pub(crate) trait Frontend {
     fn skip(&self, kind: &str) -> bool;
     fn is_function(&self, kind: &str) -> bool;
     /// The class name if `node` declares a class.
-    fn class_name(&self, node: Node, src: &str) -> Option<crate::model::Name>;
+    fn class_name(&self, node: Node, node_kind: &str, src: &str) -> Option<crate::model::Name>;
     fn function_info<'t>(&self, node: Node<'t>, src: &str) -> FunctionInfo<'t>;
     /// Names, spans and default-value nodes bound by one parameter node.
     fn param<'t>(
@@ -223,11 +223,14 @@ pub(crate) trait Frontend {
         src: &str,
     ) -> Vec<(crate::model::Name, Span, Option<Node<'t>>)>;
     /// The role of each child, decided when the parent is entered.
+    #[allow(clippy::too_many_arguments)]
     fn child_role<'t>(
         &self,
         lw: &mut Lowerer<'t>,
         parent: Node<'t>,
+        parent_kind: &'static str,
         child: Node<'t>,
+        child_kind: &'static str,
         field: Option<&str>,
         mark: usize,
     ) -> Role;
@@ -510,7 +513,7 @@ fn lower_unit<'t, F: Frontend>(
         if is_module {
             // The module root is walked through its children so that the root
             // node itself is not mistaken for a nested unit.
-            push_children(fe, &mut lw, &mut stack, body, 0);
+            push_children(fe, &mut lw, &mut stack, body, kind(body), 0);
         } else {
             stack.push(Frame::Enter(body, kind(body), None, role));
         }
@@ -559,7 +562,7 @@ fn lower_unit<'t, F: Frontend>(
                     continue;
                 }
                 let opened_ctx = open_role_ctx(&mut lw, &role, node);
-                let opened_class = match fe.class_name(node, src) {
+                let opened_class = match fe.class_name(node, kind, src) {
                     Some(name) => {
                         lw.class_stack.push(name);
                         true
@@ -576,7 +579,7 @@ fn lower_unit<'t, F: Frontend>(
                     opened_ctx,
                     opened_class,
                 });
-                push_children(fe, &mut lw, &mut stack, node, mark);
+                push_children(fe, &mut lw, &mut stack, node, kind, mark);
             }
             Frame::Exit {
                 node,
@@ -660,6 +663,7 @@ fn push_children<'t, F: Frontend>(
     lw: &mut Lowerer<'t>,
     stack: &mut Vec<Frame<'t>>,
     node: Node<'t>,
+    node_kind: &'static str,
     mark: usize,
 ) {
     let first = stack.len();
@@ -681,7 +685,7 @@ fn push_children<'t, F: Frontend>(
                         lw.hints.push((child.id(), hint));
                     }
                 }
-                let role = fe.child_role(lw, node, child, field, mark);
+                let role = fe.child_role(lw, node, node_kind, child, child_kind, field, mark);
                 stack.push(Frame::Enter(child, child_kind, field, role));
             }
             if !cursor.goto_next_sibling() {

@@ -32,8 +32,8 @@ impl Frontend for Python {
         matches!(kind, "function_definition" | "lambda")
     }
 
-    fn class_name(&self, node: Node, src: &str) -> Option<crate::model::Name> {
-        (kind(node) == "class_definition").then(|| {
+    fn class_name(&self, node: Node, node_kind: &str, src: &str) -> Option<crate::model::Name> {
+        (node_kind == "class_definition").then(|| {
             field(node, "name")
                 .map_or("<class>", |n| text(n, src))
                 .into()
@@ -92,15 +92,18 @@ impl Frontend for Python {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn child_role<'t>(
         &self,
         lw: &mut Lowerer<'t>,
         parent: Node<'t>,
+        parent_kind: &'static str,
         child: Node<'t>,
+        child_kind: &'static str,
         field: Option<&str>,
         mark: usize,
     ) -> Role {
-        match (kind(parent), field, kind(child)) {
+        match (parent_kind, field, child_kind) {
             ("if_statement" | "elif_clause" | "while_statement", Some("condition"), _) => {
                 Role::Condition
             }
