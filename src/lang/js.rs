@@ -83,9 +83,7 @@ impl Frontend for Js {
             params.push(single);
         }
         FunctionInfo {
-            name: node
-                .child_by_field_name("name")
-                .map(|n| text(n, src).to_string()),
+            name: super::field(node, "name").map(|n| text(n, src).to_string()),
             kind: unit,
             is_async,
             params,
@@ -156,9 +154,8 @@ impl Frontend for Js {
     ) -> Role {
         if field == Some("arguments") && matches!(parent_kind, "call_expression" | "new_expression")
         {
-            let callee = parent
-                .child_by_field_name("function")
-                .or_else(|| super::field(parent, "constructor"));
+            let callee =
+                super::field(parent, "function").or_else(|| super::field(parent, "constructor"));
             if let Some(callee) = callee {
                 lw.callees.push((child.id(), text(callee, lw.src)));
             }
@@ -247,9 +244,7 @@ impl Frontend for Js {
                 let Some(object) = lw.child(mark, "object") else {
                     return Exit::Nothing;
                 };
-                let property = node
-                    .child_by_field_name("property")
-                    .map_or("", |p| lw.text(p));
+                let property = super::field(node, "property").map_or("", |p| lw.text(p));
                 Expr::Member {
                     object,
                     property: property.into(),
@@ -362,10 +357,7 @@ impl Frontend for Js {
                             })
                         }
                         _ => {
-                            let name = c
-                                .node
-                                .child_by_field_name("name")
-                                .map_or("", |n| lw.text(n));
+                            let name = super::field(c.node, "name").map_or("", |n| lw.text(n));
                             props.push(Prop {
                                 key: PropKey::Name(name.into()),
                                 key_span: span_of(c.node),
@@ -476,9 +468,7 @@ impl Frontend for Js {
             "public_field_definition" | "field_definition" => {
                 // A class field initialiser: `processing = new Set()` is
                 // `this.processing = new Set()` at construction.
-                let name = node
-                    .child_by_field_name("name")
-                    .or_else(|| field(node, "property"));
+                let name = super::field(node, "name").or_else(|| field(node, "property"));
                 if let (Some(name), Some(value)) = (name, lw.child(mark, "value")) {
                     let this = lw.push(Expr::This, name);
                     let target = lw.push(

@@ -52,9 +52,7 @@ impl Frontend for Python {
             .first()
             .is_some_and(|p| matches!(text(*p, src), "self" | "cls"));
         FunctionInfo {
-            name: node
-                .child_by_field_name("name")
-                .map(|n| text(n, src).to_string()),
+            name: super::field(node, "name").map(|n| text(n, src).to_string()),
             kind: if is_lambda {
                 FunctionKind::Lambda
             } else if is_method {
@@ -138,13 +136,15 @@ impl Frontend for Python {
     ) -> Option<String> {
         let src = lw.src;
         match (kind(parent), field) {
-            ("assignment", Some("right")) | ("keyword_argument", Some("value")) => parent
-                .child_by_field_name(if kind(parent) == "assignment" {
+            ("assignment", Some("right")) | ("keyword_argument", Some("value")) => super::field(
+                parent,
+                if kind(parent) == "assignment" {
                     "left"
                 } else {
                     "name"
-                })
-                .map(|n| text(n, src).to_string()),
+                },
+            )
+            .map(|n| text(n, src).to_string()),
             _ => None,
         }
     }
@@ -166,9 +166,7 @@ impl Frontend for Python {
                 let Some(object) = lw.child(mark, "object") else {
                     return other(lw, node, mark);
                 };
-                let property = node
-                    .child_by_field_name("attribute")
-                    .map_or("", |p| lw.text(p));
+                let property = super::field(node, "attribute").map_or("", |p| lw.text(p));
                 Expr::Member {
                     object,
                     property: property.into(),
@@ -292,8 +290,7 @@ impl Frontend for Python {
             "binary_operator" | "boolean_operator" => {
                 match (lw.child(mark, "left"), lw.child(mark, "right")) {
                     (Some(left), Some(right)) => Expr::Binary {
-                        op: node
-                            .child_by_field_name("operator")
+                        op: super::field(node, "operator")
                             .map_or("", |o| lw.text(o))
                             .into(),
                         left,
@@ -343,8 +340,7 @@ impl Frontend for Python {
                 match (lw.child(mark, "left"), lw.child(mark, "right")) {
                     (Some(target), Some(value)) => Expr::Assign {
                         target,
-                        op: node
-                            .child_by_field_name("operator")
+                        op: super::field(node, "operator")
                             .map_or("=", |o| lw.text(o))
                             .into(),
                         value,
