@@ -678,7 +678,11 @@ fn push_children<'t, F: Frontend>(
         loop {
             let child = cursor.node();
             let (child_kind, named) = kind_and_named(child);
-            if named || (lw.tree_has_errors && child.is_missing()) {
+            // A subtree the front-end skips (comments, types, imports, string
+            // parts) is not pushed at all; in a tree with errors it is still
+            // entered, to report a MISSING node among its parts.
+            let skipped = !lw.tree_has_errors && fe.skip(child_kind);
+            if !skipped && (named || (lw.tree_has_errors && child.is_missing())) {
                 let field = field_name(&cursor);
                 if fe.is_function(child_kind) {
                     if let Some(hint) = fe.name_hint(lw, node, child, field) {
