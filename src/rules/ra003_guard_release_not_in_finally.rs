@@ -16,8 +16,8 @@
 use rustc_hash::FxHashSet as HashSet;
 
 use crate::analysis::guards::{
-    in_test_code, redis_ops, Acquire, FunctionGuards, GuardKind, Leak, LeakCause, RaiseKind,
-    RedisOpKind, Region, Release,
+    in_test_code, may_release, redis_ops, Acquire, FunctionGuards, GuardKind, Leak, LeakCause,
+    RaiseKind, RedisOpKind, Region, Release,
 };
 use crate::finding::{Confidence, RawFinding, Risk, Suggestion};
 use crate::model::{CtxKind, Expr, Family, Span, StmtKind};
@@ -61,7 +61,8 @@ impl super::Rule for Rule {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<RawFinding>) {
-        if cx.is_module() && cx.func.stmts.is_empty() {
+        // No release candidate, no region: skip building the facts.
+        if cx.is_module() && cx.func.stmts.is_empty() || !may_release(cx.func) {
             return;
         }
         let guards = FunctionGuards::analyse(cx.file, cx.func, cx.src);
