@@ -7,6 +7,8 @@
 
 use std::path::Path;
 
+use reentrancy_audit::analysis::guards::{may_release, FunctionGuards};
+use reentrancy_audit::lang::{lower, Parsers};
 use reentrancy_audit::model::Language;
 use reentrancy_audit::rules::{Rule, RULES};
 use reentrancy_audit::scan::{scan_text, ScanOptions};
@@ -43,7 +45,8 @@ fn pieces(text: &str) -> Vec<String> {
     out
 }
 
-fn inputs() -> Vec<(String, Language, String)> {
+/// Every fixture file: (path, language, text).
+fn fixture_files() -> Vec<(String, Language, String)> {
     let mut out = Vec::new();
     let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")];
     while let Some(dir) = stack.pop() {
@@ -53,16 +56,22 @@ fn inputs() -> Vec<(String, Language, String)> {
                 stack.push(path);
                 continue;
             }
-            let Some(language) = Language::from_path(&path) else {
-                continue;
-            };
-            let text = std::fs::read_to_string(&path).unwrap();
-            let name = path.display().to_string();
-            for (i, piece) in pieces(&text).into_iter().enumerate() {
-                out.push((format!("{name}#{i}"), language, piece));
+            if let Some(language) = Language::from_path(&path) {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), language, text));
             }
-            out.push((name, language, text));
         }
+    }
+    out
+}
+
+fn inputs() -> Vec<(String, Language, String)> {
+    let mut out = Vec::new();
+    for (name, language, text) in fixture_files() {
+        for (i, piece) in pieces(&text).into_iter().enumerate() {
+            out.push((format!("{name}#{i}"), language, piece));
+        }
+        out.push((name, language, text));
     }
     for rule in RULES {
         for (lang, code) in doc_examples(rule.meta().doc) {
@@ -147,4 +156,30 @@ fn every_rule_alone_finds_the_same_with_and_without_the_prefilter() {
             .sum();
         assert!(all > 0, "{name} is reported without the prefilter");
     }
+}
+
+/// RA003 skips a function in which `may_release` finds no release candidate:
+/// none of those may hold a guard region (an acquire paired with a release).
+#[test]
+fn functions_without_a_release_candidate_have_no_guard_region() {
+    let mut parsers = Parsers::default();
+    let (mut skipped, mut with_regions) = (0, 0);
+    for (name, language, text) in inputs() {
+        let Some(tree) = parsers.parser(language).parse(&text, None) else {
+            continue;
+        };
+        let file = lower(&tree, &text, language);
+        for f in &file.functions {
+            let regions = FunctionGuards::analyse(&file, f, &text).regions.len();
+            with_regions += usize::from(regions > 0);
+            if !may_release(f) {
+                skipped += 1;
+                assert_eq!(regions, 0, "{name}: {}", f.name);
+            }
+        }
+    }
+    assert!(
+        skipped > 50 && with_regions > 20,
+        "{skipped} skipped, {with_regions} with regions"
+    );
 }
